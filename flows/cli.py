@@ -1,0 +1,170 @@
+"""The ``seedfield`` command line. Each command loads one validated config (defaults < --config
+TOML < options) and runs a Prefect flow. Exit status: 0 all days done, 3 some days failed or were
+missing (see the log and --json report), 2 bad configuration or input, 1 unexpected error."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from flows.config import SeedfieldConfig, load_config
+from pipeline.errors import SeedfieldError
+from storage.daily_store import StoreError
+
+app = typer.Typer(
+    name="seedfield",
+    help="Reconstruct high-resolution SST from sparse random sensors (RaSeedGAN) — a Prefect pipeline over Zarr.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+EXIT_PARTIAL = 3
+EXIT_BAD_INPUT = 2
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file", exists=False)]
+DateArg = Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD")]
+
+
+def _config(path: Path | None, **overrides: Any) -> SeedfieldConfig:
+    return load_config(path, overrides)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _finish(result: dict[str, Any]) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
+    out.print(f"[bold]{result['store']}[/]: {counts}")
+    if not result["ok"]:
+        days = result.get("failed_days", [])
+        err.print(f"[yellow]some days failed or were missing[/] {days[:10]}{' …' if len(days) > 10 else ''}")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("sample-archive")
+def sample_archive(
+    out_dir: Annotated[Path, typer.Argument(help="directory to write the daily files into")],
+    start: DateArg,
+    days: Annotated[int, typer.Option(min=1, help="number of days")] = 10,
+    region: Annotated[str | None, typer.Option(help="S,N,W,E in degrees, e.g. 20,50,-80,-30")] = None,
+    preliminary_last: Annotated[int, typer.Option(help="write the last N days as _preliminary files")] = 0,
+) -> None:
+    """Write a daily archive in the exact NOAA OISST v2.1 layout, derived from the bundled ERSSTv5 data."""
+    from rich.progress import track
+
+    from pipeline.grid import Region
+    from pipeline.sample_archive import write_sample_archive
+
+    try:
+        reg = Region.parse(region) if region else None
+        bar = track(range(days), description="writing sample days", console=err, transient=True)
+        it = iter(bar)
+        paths = write_sample_archive(
+            out_dir, start.date(), days, region=reg, preliminary_last=preliminary_last,
+            progress=lambda _n: next(it, None),
+        )
+        for _ in it:
+            pass
+    except (ValueError, SeedfieldError) as exc:
+        _fail(exc)
+    out.print(f"wrote {len(paths)} OISST-layout files under [bold]{out_dir}[/]")
+
+
+@app.command()
+def ingest(
+    start: DateArg,
+    end: DateArg,
+    archive: Annotated[str | None, typer.Option(help="directory, glob or URL pattern of the daily files")] = None,
+    store: Annotated[str | None, typer.Option(help="raw Zarr store (path or URL)")] = None,
+    variable: Annotated[str | None, typer.Option(help="variable to read (default sst)")] = None,
+    dask_address: Annotated[str | None, typer.Option(help="existing Dask scheduler; default a LocalCluster")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    json_report: Annotated[Path | None, typer.Option("--json", help="write a JSON report here")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate the archive's daily files and write them into the raw Zarr store (idempotent)."""
+    from flows.ingest import ingest_flow
+
+    try:
+        cfg = _config(
+            config, **{"archive.source": archive, "stores.raw": store, "archive.variable": variable,
+                       "dask.address": dask_address, "dask.n_workers": workers},
+        )
+        result = ingest_flow(cfg, start.date(), end.date(), str(json_report) if json_report else None, progress_bar=True)
+    except (SeedfieldError, StoreError) as exc:
+        _fail(exc)
+    _finish(result)
+
+
+@app.command()
+def prepare(
+    start: DateArg,
+    end: DateArg,
+    store: Annotated[str | None, typer.Option(help="raw Zarr store to read")] = None,
+    seedings: Annotated[str | None, typer.Option(help="seedings Zarr store to write")] = None,
+    sensors_per_bin: Annotated[float | None, typer.Option(help="mean sensors per LR bin (paper: 10)")] = None,
+    bin_size: Annotated[int | None, typer.Option(help="native cells per LR bin side (paper: 16)")] = None,
+    upsampling: Annotated[int | None, typer.Option(help="HR = LR × upsampling (paper: 8)")] = None,
+    noise_std: Annotated[float | None, typer.Option(help="sensor noise std, °C")] = None,
+    seed: Annotated[int | None, typer.Option(help="global random seed")] = None,
+    stats_start: Annotated[str | None, typer.Option(help="normalisation period start (default: --start)")] = None,
+    stats_end: Annotated[str | None, typer.Option(help="normalisation period end (default: --end)")] = None,
+    force: Annotated[bool, typer.Option(help="re-seed days already prepared")] = False,
+    dask_address: Annotated[str | None, typer.Option(help="existing Dask scheduler")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    json_report: Annotated[Path | None, typer.Option("--json", help="write a JSON report here")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Seed random sensors per day, bin them into LR inputs and HR sparse targets, and compute
+    the normalisation statistics, into the seedings store."""
+    from flows.prepare import prepare_flow
+
+    try:
+        cfg = _config(
+            config, **{
+                "stores.raw": store, "stores.seedings": seedings,
+                "seeding.sensors_per_bin": sensors_per_bin, "seeding.bin_size": bin_size,
+                "seeding.upsampling": upsampling, "seeding.noise_std": noise_std, "seeding.seed": seed,
+                "stats.start": stats_start, "stats.end": stats_end,
+                "dask.address": dask_address, "dask.n_workers": workers,
+            },
+        )
+        result = prepare_flow(cfg, start.date(), end.date(), force=force,
+                              report=str(json_report) if json_report else None, progress_bar=True)
+    except (SeedfieldError, StoreError) as exc:
+        _fail(exc)
+    _finish(result)
+
+
+@app.command("show-config")
+def show_config(config: ConfigOpt = None) -> None:
+    """Print the effective configuration as JSON (defaults merged with --config)."""
+    try:
+        cfg = _config(config)
+    except SeedfieldError as exc:
+        _fail(exc)
+    out.print_json(json.dumps(cfg.model_dump(mode="json")))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

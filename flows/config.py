@@ -1,0 +1,132 @@
+"""One validated configuration for every command: defaults < TOML file < command-line options.
+
+Each room defines the typed section it owns (``pipeline.seeding.SeedingParams`` …); this module
+composes them. Unknown keys and invalid values are rejected with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import SeedfieldError
+from pipeline.seeding import SeedingParams
+
+
+class ConfigError(SeedfieldError):
+    """The configuration is invalid; the message names the key and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ArchiveSettings(_Section):
+    """Where the daily netCDF files are and how to read them."""
+
+    source: str | None = Field(None, description="directory, glob, or URL pattern with {date:%Y%m%d}")
+    variable: str = Field("sst", description="the field's variable name in the files")
+    valid_range: tuple[float, float] = Field((-3.0, 45.0), description="physical range, °C")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+
+    @field_validator("valid_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"must be [low, high] with low < high, got {list(v)}")
+        return v
+
+
+class StoreSettings(_Section):
+    """The project's stores (local paths or fsspec URLs)."""
+
+    raw: str = "seedfield-data/raw.zarr"
+    seedings: str = "seedfield-data/seedings.zarr"
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DaskSettings(_Section):
+    """Where the per-day work runs: a LocalCluster by default, or an existing cluster."""
+
+    address: str | None = Field(None, description="scheduler address, e.g. tcp://10.0.0.5:8786")
+    n_workers: int = Field(2, ge=1, description="LocalCluster worker processes")
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = Field("4GiB", description="per LocalCluster worker")
+
+
+class StatsSettings(_Section):
+    """Period of the normalisation statistics (default: the days being prepared)."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+class SeedfieldConfig(_Section):
+    """The whole configuration."""
+
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    stores: StoreSettings = Field(default_factory=StoreSettings)
+    dask: DaskSettings = Field(default_factory=DaskSettings)
+    seeding: SeedingParams = Field(default_factory=SeedingParams)
+    stats: StatsSettings = Field(default_factory=StatsSettings)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _known_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _explain(err: ValidationError) -> str:
+    known = _known_keys(SeedfieldConfig)
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"config key {key!r}: unknown key{hint}")
+        else:
+            given = e.get("input")
+            lines.append(f"config key {key!r}: {e['msg']} (got {given!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SeedfieldConfig:
+    """Defaults, then the TOML file at ``path``, then ``overrides`` (dotted keys; None = unset)."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            tree = tomllib.loads(p.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {p} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, key, value)
+    try:
+        return SeedfieldConfig.model_validate(tree)
+    except ValidationError as exc:
+        where = f" in {path}" if path else ""
+        raise ConfigError(_explain(exc).replace("invalid configuration", f"invalid configuration{where}", 1)) from exc

@@ -1,0 +1,74 @@
+"""The Dask cluster the per-day work runs on: a LocalCluster by default, or an existing one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from distributed import Client, LocalCluster
+from prefect import task
+from prefect.cache_policies import NONE
+
+from flows.config import DaskSettings
+
+_ACTIVE: list[Client] = []
+
+
+def active_client() -> Client:
+    """The client of the innermost ``dask_client`` block (tasks run in threads of the flow)."""
+    if not _ACTIVE:
+        raise RuntimeError("no Dask client is active: run inside flows.dask_runtime.dask_client()")
+    return _ACTIVE[-1]
+
+
+@contextmanager
+def dask_client(settings: DaskSettings) -> Iterator[Client]:
+    """A client to ``settings.address``, or to a LocalCluster of worker processes closed on exit.
+
+    NetCDF/HDF5 decoding holds a process-wide lock, so parallel work needs processes, not threads.
+    """
+    if settings.address:
+        client = Client(settings.address, set_as_default=False)
+        _ACTIVE.append(client)
+        try:
+            yield client
+        finally:
+            _ACTIVE.remove(client)
+            client.close()
+        return
+    cluster = LocalCluster(
+        n_workers=settings.n_workers,
+        threads_per_worker=settings.threads_per_worker,
+        processes=True,
+        memory_limit=settings.memory_limit,
+        dashboard_address=None,
+        silence_logs=logging.WARNING,
+    )
+    client = Client(cluster, set_as_default=False)
+    _ACTIVE.append(client)
+    try:
+        yield client
+    finally:
+        _ACTIVE.remove(client)
+        client.close()
+        cluster.close()
+
+
+def _run_on_dask(label: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run ``fn(**kwargs)`` on a worker process of the active cluster and wait for the result."""
+    return active_client().submit(fn, pure=False, **kwargs).result()
+
+
+#: A Prefect task whose run is named by ``label`` (``ingest-2020-01-01`` …) and whose work runs on
+#: Dask. Transient errors (network, a worker lost) are retried; bad input is reported by the job
+#: itself, as outcomes, and does not fail the task.
+on_dask = task(
+    _run_on_dask,
+    name="on-dask",
+    task_run_name="{label}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NONE,
+)

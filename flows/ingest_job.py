@@ -1,0 +1,95 @@
+"""Ingest one archive file into the raw store. Runs inside a Dask worker process; no Prefect.
+
+Order of writes for each day: data (region write of the day's chunk), then the commit marker.
+A day whose stored version came from the same bytes (same sha256) is left untouched, so a
+re-run changes nothing on disk; a final file replaces a preliminary day; a bad file never
+overwrites a day that is already stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from pipeline.readers import read_archive_file, validate_day
+from pipeline.sources import ArchiveFile, read_bytes
+
+from flows.reports import DayOutcome
+from pipeline.errors import ArchiveError
+from pipeline.grid import Grid, align_to_grid
+from storage.daily_store import DailyStore
+from storage.raw_store import LAND_MASK, raw_variable
+
+
+def store_grid(store: DailyStore) -> Grid:
+    return Grid(lat=store.read_static("lat"), lon=store.read_static("lon"))
+
+
+def _is_ok(marker: dict[str, Any] | None) -> bool:
+    return bool(marker) and marker.get("status") == "ok"
+
+
+def record_failure(store: DailyStore, day_iso: str, status: str, source: str, message: str) -> DayOutcome:
+    """Mark a day failed/missing, unless a good version is stored: that one is kept."""
+    import datetime as dt
+
+    day = dt.date.fromisoformat(day_iso)
+    old = store.marker(day)
+    if _is_ok(old):
+        message += f" (kept the version stored from {old.get('source')})"
+    else:
+        store.commit(day, {"status": status, "source": source, "error": message})
+    return DayOutcome(day_iso, status, source, message)  # type: ignore[arg-type]
+
+
+def ingest_file_job(
+    file: ArchiveFile,
+    store_path: str,
+    valid_range: tuple[float, float],
+    source_options: dict[str, Any] | None = None,
+    store_options: dict[str, Any] | None = None,
+    variable: str | None = None,
+) -> list[DayOutcome]:
+    """Read, validate and store every requested day of ``file``; one outcome per day."""
+    store = DailyStore(store_path, store_options)
+    variable = variable or raw_variable(store)
+    wanted = {d.isoformat() for d in file.days}
+    try:
+        data = read_bytes(file.url, source_options)
+        sha = hashlib.sha256(data).hexdigest()
+        old = {d: store.marker(d) for d in file.days}
+        if all(_is_ok(m) and m.get("sha256") == sha for m in old.values()):
+            return [DayOutcome(d.isoformat(), "unchanged", file.url) for d in file.days]
+        decoded = read_archive_file(data, file.url, variable=variable, preliminary=file.preliminary)
+    except ArchiveError as exc:
+        return [record_failure(store, d, "failed", file.url, str(exc)) for d in sorted(wanted)]
+
+    grid = store_grid(store)
+    land = store.read_static(LAND_MASK).astype(bool)
+    outcomes = []
+    for day_field in decoded.days:
+        iso = day_field.day.isoformat()
+        if iso not in wanted:
+            continue
+        wanted.discard(iso)
+        try:
+            validate_day(day_field, file.url, valid_range)
+            values = align_to_grid(day_field.values, decoded.grid, grid, file.url)
+        except ArchiveError as exc:
+            outcomes.append(record_failure(store, iso, "failed", file.url, str(exc)))
+            continue
+        before = old.get(day_field.day)
+        if _is_ok(before) and not before.get("preliminary") and file.preliminary:
+            outcomes.append(DayOutcome(iso, "unchanged", file.url, "a final version is stored"))
+            continue
+        values = np.where(land, np.nan, values).astype("float32")
+        store.write_day(day_field.day, {variable: values})
+        store.commit(
+            day_field.day,
+            {"status": "ok", "source": file.url, "sha256": sha, "preliminary": file.preliminary},
+        )
+        outcomes.append(DayOutcome(iso, "ok", file.url))
+    for iso in sorted(wanted):
+        outcomes.append(record_failure(store, iso, "failed", file.url, "the file holds no data for this day"))
+    return outcomes

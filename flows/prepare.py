@@ -1,0 +1,151 @@
+"""Prepare flow: random sensors, LR bin means and HR sparse targets for each day, plus the
+normalisation statistics over a period, into the seedings store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.config import ConfigError, SeedfieldConfig
+from flows.dask_runtime import dask_client, on_dask
+from flows.prepare_job import params_digest, prepare_days_job, stats_partial_job
+from flows.progress import RunProgress
+from flows.reports import DayOutcome, any_failed, summarise, write_report
+from flows.windowed import run_windowed
+from pipeline.normalisation import StreamingStats, finalize
+from pipeline.seeding import SeedingParams, n_sensors, trim_shape
+from storage.daily_store import DailyStore, StoreError, date_range
+from storage.raw_store import LAND_MASK
+from storage.seedings_store import create_seedings_store, seeding_params, write_norm_stats
+
+
+def chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
+    return [days[i : i + size] for i in range(0, len(days), size)]
+
+
+def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> DailyStore:
+    """Open the seedings store (checking its parameters) or create it from the raw store's grid."""
+    params: SeedingParams = config.seeding
+    path, opts = config.stores.seedings, config.stores.storage_options or None
+    if DailyStore.exists(path, opts):
+        store = DailyStore(path, opts)
+        have = seeding_params(store)
+        want = params.model_dump()
+        diff = [f"seeding.{k}: store has {have.get(k)!r}, asked {v!r}" for k, v in want.items() if have.get(k) != v]
+        if diff:
+            raise ConfigError(
+                f"the seedings store {path} was made with other parameters; use a new store or the "
+                "same parameters:\n  " + "\n  ".join(diff)
+            )
+        store.extend(days)
+        return store
+    if not DailyStore.exists(config.stores.raw, opts):
+        raise StoreError(f"{config.stores.raw}: no raw store; run `seedfield ingest` first")
+    raw = DailyStore(config.stores.raw, opts)
+    land = raw.read_static(LAND_MASK).astype(bool)
+    ny, nx = trim_shape(land.shape, params.bin_size)
+    if ny == 0 or nx == 0:
+        raise ConfigError(
+            f"config key 'seeding.bin_size': {params.bin_size} is larger than the domain {land.shape}"
+        )
+    land = land[:ny, :nx]
+    max_sensors = n_sensors(int((~land).sum()), params)
+    return create_seedings_store(
+        path, days,
+        raw.read_static("lat")[:ny], raw.read_static("lon")[:nx], land,
+        bin_size=params.bin_size, hr_cell=params.hr_cell, max_sensors=max_sensors,
+        params=params.model_dump(),
+        attrs={"raw_store": config.stores.raw, "params_digest": params_digest(params),
+               "domain_note": f"native grid {raw.read_static(LAND_MASK).shape} trimmed to ({ny}, {nx})"},
+        storage_options=opts,
+    )
+
+
+def compute_norm_stats(
+    config: SeedfieldConfig, store: DailyStore, period: tuple[dt.date, dt.date], days_per_task: int
+) -> int:
+    """Stream the statistics over the committed days of ``period``; returns the day count."""
+    committed = [d for d in store.committed_days() if period[0] <= d <= period[1]]
+    if not committed:
+        raise StoreError(f"{store.path}: no prepared day in {period[0]}…{period[1]} for the statistics")
+    lr = hr = None
+    job = {"seedings_path": store.path, "seedings_options": store.storage_options}
+    for _group, part in run_windowed(
+        lambda g: on_dask.submit(f"stats-{g[0]}-{g[-1]}", stats_partial_job, {"days": g, **job}),
+        chunks(committed, 4 * days_per_task),
+        window=2 * config.dask.n_workers,
+    ):
+        if isinstance(part, Exception):
+            raise part
+        plr = StreamingStats.from_arrays({k[3:]: v for k, v in part.items() if k.startswith("lr_")})
+        phr = StreamingStats.from_arrays({k[3:]: v for k, v in part.items() if k.startswith("hr_")})
+        lr = plr if lr is None else lr.merge(plr)
+        hr = phr if hr is None else hr.merge(phr)
+    norm = finalize(lr, hr)
+    write_norm_stats(store, {
+        "lr_norm_mean": norm.lr_mean, "lr_norm_std": norm.lr_std,
+        "hr_norm_mean": norm.hr_mean, "hr_norm_std": norm.hr_std,
+    }, period, len(committed))
+    return len(committed)
+
+
+@flow(name="prepare", flow_run_name="prepare-{start}-{end}")
+def prepare_flow(
+    config: SeedfieldConfig,
+    start: dt.date,
+    end: dt.date,
+    force: bool = False,
+    report: str | None = None,
+    progress_bar: bool = False,
+    days_per_task: int = 8,
+) -> dict[str, Any]:
+    """Seed every committed raw day of [start, end], then the normalisation statistics."""
+    logger = get_run_logger()
+    days = date_range(start, end)
+    store = open_or_create_seedings(config, days)
+    job = {
+        "raw_path": config.stores.raw,
+        "seedings_path": config.stores.seedings,
+        "params": config.seeding,
+        "raw_options": config.stores.storage_options or None,
+        "seedings_options": config.stores.storage_options or None,
+        "force": force,
+    }
+    outcomes: list[DayOutcome] = []
+    groups = chunks(days, days_per_task)
+    with dask_client(config.dask):
+        with RunProgress(len(days), f"prepare {start}…{end}", "prepare-progress", progress_bar) as progress:
+            for group, result in run_windowed(
+                lambda g: on_dask.submit(
+                    f"prepare-{g[0]}" if len(g) == 1 else f"prepare-{g[0]}-to-{g[-1]}",
+                    prepare_days_job, {"days": g, **job},
+                ),
+                groups,
+                window=2 * config.dask.n_workers,
+            ):
+                if isinstance(result, Exception):
+                    msg = f"prepare crashed after retries: {type(result).__name__}: {result}"
+                    result = [DayOutcome(d.isoformat(), "failed", config.stores.raw, msg) for d in group]
+                outcomes.extend(result)
+                progress.advance(len(group))
+        s0 = dt.date.fromisoformat(config.stats.start) if config.stats.start else start
+        s1 = dt.date.fromisoformat(config.stats.end) if config.stats.end else end
+        n_stats = compute_norm_stats(config, store, (s0, s1), days_per_task)
+    for o in outcomes:
+        if o.status in ("failed", "missing"):
+            logger.warning("%s %s: %s", o.day, o.status, o.message)
+    counts = summarise(outcomes)
+    logger.info("prepare %s…%s into %s: %s; statistics over %d days", start, end, store.path, counts, n_stats)
+    create_markdown_artifact(
+        f"## Prepare {start} … {end}\n\nSeedings store: `{store.path}`\n\n"
+        f"Parameters: `{config.seeding.model_dump()}`\n\nNormalisation statistics over {s0} … {s1} "
+        f"({n_stats} days).\n\n| status | days |\n|---|---|\n"
+        + "".join(f"| {k} | {v} |\n" for k, v in counts.items()),
+        key="prepare-summary",
+    )
+    if report:
+        write_report(report, "prepare", outcomes, store=store.path, start=str(start), end=str(end))
+    return {"store": store.path, "summary": counts, "stats_days": n_stats, "ok": not any_failed(outcomes)}

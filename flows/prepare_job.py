@@ -1,0 +1,97 @@
+"""Seed and bin days of the raw store into the seedings store. Runs in Dask workers; no Prefect.
+
+A day is (re)seeded when its seedings marker is missing, or was made from other raw bytes
+(a preliminary day replaced by its final file) or other parameters; otherwise it is left as is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+from flows.reports import DayOutcome
+from pipeline.normalisation import StreamingStats
+from pipeline.seeding import SeedingParams, seed_day
+from storage.daily_store import DailyStore
+from storage.raw_store import raw_variable
+
+
+def params_digest(params: SeedingParams) -> str:
+    return hashlib.sha256(json.dumps(params.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_days_job(
+    days: list[dt.date],
+    raw_path: str,
+    seedings_path: str,
+    params: SeedingParams,
+    raw_options: dict[str, Any] | None = None,
+    seedings_options: dict[str, Any] | None = None,
+    force: bool = False,
+) -> list[DayOutcome]:
+    raw = DailyStore(raw_path, raw_options)
+    out = DailyStore(seedings_path, seedings_options)
+    variable = raw_variable(raw)
+    land = out.read_static("land_mask").astype(bool)
+    ny, nx = land.shape
+    max_sensors = int(out.attrs["max_sensors"])
+    digest = params_digest(params)
+    outcomes = []
+    for day in days:
+        iso = day.isoformat()
+        src = raw.marker(day)
+        if not src or src.get("status") != "ok":
+            why = (src or {}).get("error") or "not ingested"
+            outcomes.append(DayOutcome(iso, "missing", raw_path, f"raw day unavailable: {why}"))
+            continue
+        old = out.marker(day)
+        if (
+            not force
+            and old
+            and old.get("status") == "ok"
+            and old.get("raw_sha256") == src.get("sha256")
+            and old.get("params") == digest
+        ):
+            outcomes.append(DayOutcome(iso, "unchanged", raw_path))
+            continue
+        field = raw.read_day(day, [variable])[variable][:ny, :nx]
+        valid = np.isfinite(field) & ~land
+        seeded = seed_day(field, valid, day, params)
+        n = len(seeded.sensors.index)
+        index = np.full(max_sensors, -1, "int32")
+        value = np.full(max_sensors, np.nan, "float32")
+        index[:n] = seeded.sensors.index[:max_sensors]
+        value[:n] = seeded.sensors.value[:max_sensors]
+        out.write_day(day, {
+            "sensor_index": index,
+            "sensor_value": value,
+            "lr_mean": seeded.lr_mean,
+            "lr_count": seeded.lr_count,
+            "hr_mean": seeded.hr_mean,
+            "hr_flag": seeded.hr_flag,
+        })
+        out.commit(day, {
+            "status": "ok", "raw_sha256": src.get("sha256"), "params": digest,
+            "n_sensors": int(min(n, max_sensors)), "source": raw_path,
+        })
+        outcomes.append(DayOutcome(iso, "ok", raw_path))
+    return outcomes
+
+
+def stats_partial_job(
+    days: list[dt.date], seedings_path: str, seedings_options: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Partial normalisation sums over ``days`` (merged by the caller): one day in RAM at a time."""
+    store = DailyStore(seedings_path, seedings_options)
+    lr_shape = store.group["lr_mean"].shape[1:]
+    hr_shape = store.group["hr_mean"].shape[1:]
+    lr, hr = StreamingStats(lr_shape), StreamingStats(hr_shape)
+    for day in days:
+        d = store.read_day(day, ["lr_mean", "lr_count", "hr_mean", "hr_flag"])
+        lr.update(d["lr_mean"], d["lr_count"] > 0)
+        hr.update(d["hr_mean"], d["hr_flag"] > 0)
+    return {**{f"lr_{k}": v for k, v in lr.to_arrays().items()}, **{f"hr_{k}": v for k, v in hr.to_arrays().items()}}
