@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
+
+# The temporary server Prefect starts when no PREFECT_API_URL is set races its own telemetry
+# insert against start-up ("database is locked"); a pipeline needs no telemetry.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -145,6 +151,20 @@ def prepare(
     except (SeedfieldError, StoreError) as exc:
         _fail(exc)
     _finish(result)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="where the demo writes everything")] = Path("demo-output"),
+    days: Annotated[int, typer.Option(min=2, help="days of sample data")] = 30,
+) -> None:
+    """Run the main job end to end on the bundled sample and say where the results are."""
+    from flows.demo import run_demo
+
+    try:
+        run_demo(out_dir, days, console=out)
+    except (SeedfieldError, StoreError) as exc:
+        _fail(exc)
 
 
 @app.command("show-config")

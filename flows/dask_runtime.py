@@ -29,6 +29,9 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
 
     NetCDF/HDF5 decoding holds a process-wide lock, so parallel work needs processes, not threads.
     """
+    # Prefect's logging config would otherwise print every scheduler/nanny event at INFO.
+    for name in ("distributed", "distributed.batched", "distributed.core", "distributed.nanny"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if settings.address:
         client = Client(settings.address, set_as_default=False)
         _ACTIVE.append(client)
@@ -43,7 +46,7 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
         threads_per_worker=settings.threads_per_worker,
         processes=True,
         memory_limit=settings.memory_limit,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.WARNING,
     )
     client = Client(cluster, set_as_default=False)

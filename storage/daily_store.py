@@ -122,7 +122,11 @@ class DailyStore:
             shape = (ntime, *(ds.sizes[d] for d in var.dims[1:]))
             chunks = (1, *shape[1:])
             ds[name] = (var.dims, da.full(shape, var.fill_value, dtype=var.dtype, chunks=chunks), var.attrs)
-            encoding[name] = {"chunks": chunks, "_FillValue": var.fill_value, **_codec()}
+            if np.issubdtype(np.dtype(var.dtype), np.floating):
+                fill = {"_FillValue": var.fill_value}
+            else:  # counts, flags, indices: a zarr fill value, but no CF mask (0 must stay 0)
+                fill = {"_FillValue": None, "fill_value": var.fill_value}
+            encoding[name] = {"chunks": chunks, **fill, **_codec()}
         ds.to_zarr(
             path,
             mode="w-",

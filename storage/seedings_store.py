@@ -48,6 +48,7 @@ def create_seedings_store(
         "lon_lr": StaticVar(("lon_lr",), lon_lr, {**cf.lon_attrs(), "long_name": "longitude of LR bins"}),
         "lat_hr": StaticVar(("lat_hr",), lat_hr, {**cf.lat_attrs(), "long_name": "latitude of HR cells"}),
         "lon_hr": StaticVar(("lon_hr",), lon_hr, {**cf.lon_attrs(), "long_name": "longitude of HR cells"}),
+        "sensor": StaticVar(("sensor",), np.arange(max_sensors, dtype="int32"), {"long_name": "sensor slot"}),
     }
     units = "degree_Celsius"
     daily = {
@@ -86,9 +87,7 @@ def create_seedings_store(
         max_sensors=int(max_sensors),
         **dict(attrs or {}),
     )
-    store = DailyStore.create(path, days, coords, daily, static, global_attrs, storage_options)
-    # sensors are one chunk per day too
-    return store
+    return DailyStore.create(path, days, coords, daily, static, global_attrs, storage_options)
 
 
 def seeding_params(store: DailyStore) -> dict[str, Any]:

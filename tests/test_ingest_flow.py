@@ -1,0 +1,144 @@
+"""The ingest flow end to end: real OISST-layout files, a real Zarr store, a real Prefect server
+and a real Dask cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from flows.ingest import ingest_flow
+from pipeline.oisst import oisst_relpath
+from pipeline.sample_archive import write_sample_archive
+from storage.daily_store import DailyStore
+from tests.helpers_flows import TEST_REGION, days, flow_config, tree_digest
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+START = dt.date(2020, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def archive10(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    write_sample_archive(root, START, 10, region=TEST_REGION)
+    return root
+
+
+def copy_archive(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_ten_days_land_mask_cf_and_idempotent_rerun(tmp_path, archive10, dask_cluster):
+    cfg = flow_config(tmp_path, archive10, dask_cluster.scheduler_address)
+    result = ingest_flow(cfg, START, START + dt.timedelta(days=9), report=str(tmp_path / "r.json"))
+    assert result["ok"] and result["summary"]["ok"] == 10
+
+    ds = xr.open_zarr(cfg.stores.raw, consolidated=False)
+    assert ds.sizes == {"time": 10, "lat": 128, "lon": 256}
+    assert ds.sst.attrs["standard_name"] == "sea_surface_temperature"
+    assert ds.sst.attrs["units"] == "degree_Celsius"
+    assert ds.lat.attrs["axis"] == "Y" and ds.lon.attrs["units"] == "degrees_east"
+    assert ds.land_mask.attrs["standard_name"] == "land_binary_mask"
+    land = ds.land_mask.values.astype(bool)
+    assert 0.05 < land.mean() < 0.6  # the crop holds North America's and Europe's coasts
+    sst = ds.sst.values
+    assert np.isnan(sst[:, land]).all() and np.isfinite(sst[:, ~land]).all()
+    # lat ascending, decoded from int16 × 0.01 exactly as the file says
+    assert np.all(np.diff(ds.lat.values) > 0)
+    with netCDF4.Dataset(archive10 / oisst_relpath(START)) as nc:
+        src = nc["sst"][0, 0].filled(np.nan)
+    np.testing.assert_allclose(sst[0], src, atol=1e-6)
+    marker = DailyStore(cfg.stores.raw).marker(START)
+    assert marker["status"] == "ok" and len(marker["sha256"]) == 64 and marker["source"].endswith("20200101.nc")
+
+    before = tree_digest(tmp_path / "raw.zarr")
+    again = ingest_flow(cfg, START, START + dt.timedelta(days=9))
+    assert again["summary"]["unchanged"] == 10
+    assert tree_digest(tmp_path / "raw.zarr") == before  # not one byte changed
+
+
+def test_truncated_file_is_reported_and_the_other_days_stored(tmp_path, archive10, dask_cluster):
+    archive = copy_archive(archive10, tmp_path / "archive")
+    bad = archive / oisst_relpath(START + dt.timedelta(days=4))
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
+    result = ingest_flow(cfg, START, START + dt.timedelta(days=9), report=str(tmp_path / "r.json"))
+    assert not result["ok"] and result["failed_days"] == ["2020-01-05"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["ok"] == 9 and report["summary"]["failed"] == 1
+    entry = next(d for d in report["days"] if d["day"] == "2020-01-05")
+    assert bad.name in entry["message"] and "netCDF" in entry["message"]
+    store = DailyStore(cfg.stores.raw)
+    assert store.marker(START + dt.timedelta(days=4))["status"] == "failed"
+    assert len(store.committed_days()) == 9
+    assert store.open_dataset().sizes["time"] == 9
+
+
+def test_bad_inputs_each_named_and_the_rest_ingested(tmp_path, archive10, dask_cluster):
+    """Missing variable, another grid, duplicated date, missing date, all-NaN and out-of-range."""
+    archive = copy_archive(archive10, tmp_path / "archive")
+    d = [START + dt.timedelta(days=i) for i in range(10)]
+    # 1. missing variable
+    with netCDF4.Dataset(archive / oisst_relpath(d[1]), "a") as nc:
+        nc.renameVariable("sst", "temperature")
+    # 2. another grid: a file for day 3 written on a different crop
+    other = tmp_path / "other"
+    write_sample_archive(other, d[2], 1, region=TEST_REGION.__class__(10.0, 30.0, 280.0, 300.0))
+    shutil.copy(other / oisst_relpath(d[2]), archive / oisst_relpath(d[2]))
+    # 3. duplicated date: a second final file for day 4 under another name
+    shutil.copy(archive / oisst_relpath(d[3]), archive / "202001" / "copy-of-20200104.nc")
+    # 4. missing date: day 5 removed
+    (archive / oisst_relpath(d[4])).unlink()
+    # 5. all-NaN day and 6. out-of-range values
+    with netCDF4.Dataset(archive / oisst_relpath(d[5]), "a") as nc:
+        nc["sst"][:] = np.ma.masked
+    with netCDF4.Dataset(archive / oisst_relpath(d[6]), "a") as nc:
+        v = nc["sst"][:]
+        v[0, 0, 60, 100:110] = 80.0
+        nc["sst"][:] = v
+
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
+    result = ingest_flow(cfg, d[0], d[9], report=str(tmp_path / "r.json"))
+    report = {e["day"]: e for e in json.loads((tmp_path / "r.json").read_text())["days"]}
+    assert [report[x.isoformat()]["status"] for x in d] == [
+        "ok", "failed", "failed", "failed", "missing", "failed", "failed", "ok", "ok", "ok"]
+    assert "variable 'sst' not found" in report["2020-01-02"]["message"]
+    assert "20200102.nc" in report["2020-01-02"]["message"]
+    assert "grid" in report["2020-01-03"]["message"].lower()
+    assert "copy-of-20200104.nc" in report["2020-01-04"]["message"]
+    assert "no file" in report["2020-01-05"]["message"]
+    assert "20200106.nc" in report["2020-01-06"]["message"]
+    assert "10 of" in report["2020-01-07"]["message"] and "max 80.000" in report["2020-01-07"]["message"]
+    assert not result["ok"]
+    assert DailyStore(cfg.stores.raw).committed_days() == [d[0], d[7], d[8], d[9]]
+
+
+def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, dask_cluster):
+    archive = tmp_path / "archive"
+    write_sample_archive(archive, START, 3, region=TEST_REGION, preliminary_last=2)
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
+    ingest_flow(cfg, START, START + dt.timedelta(days=2))
+    store = DailyStore(cfg.stores.raw)
+    assert [store.marker(x)["preliminary"] for x in days(START, 3)] == [False, True, True]
+    day0 = store.read_day(START, ["sst"])["sst"]
+    # the day-0 file gets corrupted; the stored day must survive a re-run untouched
+    f0 = archive / oisst_relpath(START)
+    f0.write_bytes(b"garbage" * 100)
+    # final files arrive for the two preliminary days
+    final = tmp_path / "final"
+    write_sample_archive(final, START + dt.timedelta(days=1), 2, region=TEST_REGION)
+    for x in days(START + dt.timedelta(days=1), 2):
+        shutil.copy(final / oisst_relpath(x), archive / oisst_relpath(x))
+    result = ingest_flow(cfg, START, START + dt.timedelta(days=2))
+    assert result["summary"]["failed"] == 1
+    assert store.marker(START)["status"] == "ok"
+    np.testing.assert_array_equal(store.read_day(START, ["sst"])["sst"], day0)
+    for x in days(START + dt.timedelta(days=1), 2):
+        m = store.marker(x)
+        assert m["status"] == "ok" and m["preliminary"] is False and "_preliminary" not in m["source"]
