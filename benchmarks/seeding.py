@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 def naive_seed_day(field: np.ndarray, valid: np.ndarray, day: dt.date, params) -> tuple:
     rng = np.random.default_rng([params.seed, day.toordinal()])
     cells = np.flatnonzero(valid)
-    n = int(round(params.sensors_per_bin * len(cells) / params.bin_size**2))
+    n = round(params.sensors_per_bin * len(cells) / params.bin_size**2)
     idx = rng.permutation(cells)[:n]
     out = []
     for f in (params.bin_size, params.hr_cell):

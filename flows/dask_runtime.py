@@ -23,6 +23,12 @@ def active_client() -> Client:
     return _ACTIVE[-1]
 
 
+def _warm_up() -> None:
+    """Import the job modules once in each fresh worker, at cluster start, not in the first job."""
+    import flows.ingest_job
+    import flows.prepare_job  # noqa: F401
+
+
 @contextmanager
 def dask_client(settings: DaskSettings) -> Iterator[Client]:
     """A client to ``settings.address``, or to a LocalCluster of worker processes closed on exit.
@@ -50,6 +56,7 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
         silence_logs=logging.WARNING,
     )
     client = Client(cluster, set_as_default=False)
+    client.run(_warm_up)
     _ACTIVE.append(client)
     try:
         yield client

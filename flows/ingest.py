@@ -6,8 +6,6 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from pipeline.readers import read_archive_file, validate_day
-from pipeline.sources import ArchiveFile, ArchiveIndex, read_bytes, resolve_archive
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -18,6 +16,8 @@ from flows.progress import RunProgress
 from flows.reports import DayOutcome, any_failed, summarise, write_report
 from flows.windowed import run_windowed
 from pipeline.errors import ArchiveError
+from pipeline.readers import read_archive_file, validate_day
+from pipeline.sources import ArchiveFile, ArchiveIndex, read_bytes, resolve_archive
 from storage.daily_store import DailyStore, date_range
 from storage.raw_store import create_raw_store
 

@@ -8,22 +8,33 @@ overwrites a day that is already stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 from typing import Any
 
 import numpy as np
-from pipeline.readers import read_archive_file, validate_day
-from pipeline.sources import ArchiveFile, read_bytes
 
 from flows.reports import DayOutcome
 from pipeline.errors import ArchiveError
 from pipeline.grid import Grid, align_to_grid
+from pipeline.readers import read_archive_file, validate_day
+from pipeline.sources import ArchiveFile, read_bytes
 from storage.daily_store import DailyStore
 from storage.raw_store import LAND_MASK, raw_variable
 
 
-def store_grid(store: DailyStore) -> Grid:
-    return Grid(lat=store.read_static("lat"), lon=store.read_static("lon"))
+@functools.lru_cache(maxsize=8)
+def _static(path: str, created: str, options: str) -> tuple[Grid, np.ndarray]:
+    store = DailyStore(path, json.loads(options) or None)
+    grid = Grid(lat=store.read_static("lat"), lon=store.read_static("lon"))
+    return grid, store.read_static(LAND_MASK).astype(bool)
+
+
+def static_fields(store: DailyStore) -> tuple[Grid, np.ndarray]:
+    """The store's grid and land mask, read once per worker process and store."""
+    created = str(store.attrs.get("date_created", ""))
+    return _static(store.path, created, json.dumps(store.storage_options or {}, sort_keys=True))
 
 
 def _is_ok(marker: dict[str, Any] | None) -> bool:
@@ -65,8 +76,7 @@ def ingest_file_job(
     except ArchiveError as exc:
         return [record_failure(store, d, "failed", file.url, str(exc)) for d in sorted(wanted)]
 
-    grid = store_grid(store)
-    land = store.read_static(LAND_MASK).astype(bool)
+    grid, land = static_fields(store)
     outcomes = []
     for day_field in decoded.days:
         iso = day_field.day.isoformat()

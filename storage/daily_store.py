@@ -72,7 +72,9 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
 
 
 def _codec() -> dict[str, Any]:
-    return {"compressors": [zarr.codecs.ZstdCodec(level=1)]}
+    """Blosc LZ4 with byte shuffle: on a global SST day it writes 1.6× and reads 1.7× faster than
+    zstd-1, at 1.2 MiB instead of 0.7 MiB a day (benchmarks/ingest.py)."""
+    return {"compressors": [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}
 
 
 class DailyStore:

@@ -32,7 +32,7 @@ def test_invalid_values_name_the_key():
 def test_bad_toml_names_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[seeding\n")
-    with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml is not valid TOML"):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
