@@ -1,0 +1,60 @@
+"""The command line as a user runs it: real files, stores, Prefect server and Dask cluster."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from flows.cli import EXIT_BAD_INPUT, EXIT_PARTIAL, app
+from pipeline.oisst import oisst_relpath
+from tests.helpers_flows import tree_digest
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+runner = CliRunner()
+
+
+def test_sample_ingest_prepare_and_a_truncated_file(tmp_path, dask_cluster):
+    archive, store, seed = tmp_path / "a", tmp_path / "s.zarr", tmp_path / "seed.zarr"
+    r = runner.invoke(app, ["sample-archive", str(archive), "--start", "2020-01-01", "--days", "4",
+                            "--region", "20,52,280,344"])
+    assert r.exit_code == 0, r.output
+    common = ["--start", "2020-01-01", "--end", "2020-01-04", "--dask-address", dask_cluster.scheduler_address]
+    r = runner.invoke(app, ["ingest", "--archive", str(archive), "--store", str(store), *common])
+    assert r.exit_code == 0, r.output
+    assert xr.open_zarr(store, consolidated=False).sizes["time"] == 4
+
+    r = runner.invoke(app, ["prepare", "--store", str(store), "--seedings", str(seed), "--bin-size", "8",
+                            "--upsampling", "4", *common])
+    assert r.exit_code == 0, r.output
+    assert xr.open_zarr(seed, consolidated=False).attrs["seeding_bin_size"] == 8
+
+    bad = archive / oisst_relpath(__import__("datetime").date(2020, 1, 3))
+    bad.write_bytes(bad.read_bytes()[:1000])
+    store2 = tmp_path / "s2.zarr"
+    r = runner.invoke(app, ["ingest", "--archive", str(archive), "--store", str(store2), *common,
+                            "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == EXIT_PARTIAL, r.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"] == {"ok": 3, "unchanged": 0, "skipped": 0, "failed": 1, "missing": 0}
+    assert bad.name in next(d["message"] for d in report["days"] if d["status"] == "failed")
+    before = tree_digest(store2)
+    r = runner.invoke(app, ["ingest", "--archive", str(archive), "--store", str(store2), *common])
+    assert r.exit_code == EXIT_PARTIAL and tree_digest(store2) == before
+
+
+def test_config_typo_exits_2_naming_the_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[seeding]\nbin_sise = 8\n")
+    r = runner.invoke(app, ["prepare", "--start", "2020-01-01", "--end", "2020-01-02", "--config", str(cfg)])
+    assert r.exit_code == EXIT_BAD_INPUT
+    assert "seeding.bin_sise" in r.output and "seeding.bin_size" in r.output
+
+
+def test_missing_archive_exits_2(tmp_path):
+    r = runner.invoke(app, ["ingest", "--archive", str(tmp_path / "nope"), "--store", str(tmp_path / "s.zarr"),
+                            "--start", "2020-01-01", "--end", "2020-01-02"])
+    assert r.exit_code == EXIT_BAD_INPUT
+    assert "nope" in r.output
