@@ -22,6 +22,7 @@ from rich.console import Console
 from flows.config import SeedfieldConfig, load_config
 from pipeline.errors import SeedfieldError
 from storage.daily_store import StoreError
+from storage.model_registry import RegistryError
 
 app = typer.Typer(
     name="seedfield",
@@ -151,6 +152,82 @@ def prepare(
     except (SeedfieldError, StoreError) as exc:
         _fail(exc)
     _finish(result)
+
+
+@app.command()
+def train(
+    start: DateArg,
+    end: DateArg,
+    store: Annotated[str | None, typer.Option(help="seedings Zarr store to train on")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs (reference: 100)")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    model_id: Annotated[str | None, typer.Option("--model-id", help="id in the registry (default: timestamped)")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    processes: Annotated[int | None, typer.Option(help="DDP processes via torchrun (0 = one per GPU)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train RaSeedGAN on the prepared days of [start, end] (the last 20 % validate) and publish it."""
+    from flows.train import train_flow
+
+    try:
+        cfg = _config(config, **{"stores.seedings": store, "train.epochs": epochs, "train.device": device,
+                                 "stores.registry": registry, "split.processes": processes})
+        result = train_flow(cfg, start.date(), end.date(), model_id)
+    except (SeedfieldError, StoreError, RegistryError) as exc:
+        _fail(exc)
+    out.print(f"model [bold]{result['model_id']}[/] (epoch {result['kept_epoch']}) published to "
+              f"{result['checkpoint']} after {result['seconds']:.0f} s")
+
+
+@app.command()
+def infer(
+    start: DateArg,
+    end: DateArg,
+    store: Annotated[str | None, typer.Option(help="seedings Zarr store (LR inputs)")] = None,
+    model: Annotated[str | None, typer.Option(help="model id, 'current' (default) or 'latest'")] = None,
+    output: Annotated[str | None, typer.Option(help="reconstruction Zarr store to write")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    tile: Annotated[int | None, typer.Option(help="tile size in LR cells (default: whole domain)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="fields per forward pass")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    force: Annotated[bool, typer.Option(help="recompute days already written by this model")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Reconstruct every prepared day of [start, end] into the output Zarr store."""
+    from flows.infer import infer_flow
+
+    try:
+        cfg = _config(config, **{"stores.seedings": store, "stores.output": output, "stores.registry": registry,
+                                 "infer.tile": tile, "infer.batch_size": batch_size, "infer.device": device})
+        result = infer_flow(cfg, start.date(), end.date(), model, force=force, progress_bar=True)
+    except (SeedfieldError, StoreError, RegistryError) as exc:
+        _fail(exc)
+    _finish(result)
+
+
+@app.command()
+def evaluate(
+    start: DateArg,
+    end: DateArg,
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the metrics JSON")],
+    store: Annotated[str | None, typer.Option(help="seedings Zarr store")] = None,
+    raw: Annotated[str | None, typer.Option(help="raw Zarr store (the truth)")] = None,
+    model: Annotated[str | None, typer.Option(help="model id, 'current' (default) or 'latest'")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    plots: Annotated[Path | None, typer.Option(help="directory for maps and spectra PNGs")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score the model against cubic, linear, bicubic-of-bins and the LR bins over [start, end]."""
+    from flows.evaluate import evaluate_flow, markdown_table
+
+    try:
+        cfg = _config(config, **{"stores.seedings": store, "stores.raw": raw, "stores.registry": registry})
+        report = evaluate_flow(cfg, start.date(), end.date(), str(json_out), model,
+                               str(plots) if plots else None, progress_bar=True)
+    except (SeedfieldError, StoreError, RegistryError) as exc:
+        _fail(exc)
+    out.print(markdown_table(report["methods"]))
+    out.print(f"metrics: [bold]{json_out}[/]" + "".join(f"\n{k}: [bold]{v}[/]" for k, v in report["plots"].items()))
 
 
 @app.command()

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from model.trainer import TrainConfig
 from pipeline.errors import SeedfieldError
 from pipeline.seeding import SeedingParams
 
@@ -46,6 +47,8 @@ class StoreSettings(_Section):
 
     raw: str = "seedfield-data/raw.zarr"
     seedings: str = "seedfield-data/seedings.zarr"
+    output: str = "seedfield-data/reconstruction.zarr"
+    registry: str = "seedfield-data/models"
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -65,6 +68,30 @@ class StatsSettings(_Section):
     end: str | None = None
 
 
+class SplitSettings(_Section):
+    """Chronological split of the training period (paper: the last 20 % of days validate)."""
+
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    processes: int = Field(0, ge=0, description="DDP processes via torchrun; 0 = one per GPU if >1 GPU, else 1")
+
+
+class InferSettings(_Section):
+    """Batched, optionally tiled inference."""
+
+    batch_size: int = Field(8, ge=1)
+    tile: int | None = Field(None, ge=4, description="tile size in LR cells; None = whole domain")
+    overlap: int = Field(4, ge=0, description="context around each tile, LR cells")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
+    days_per_task: int = Field(16, ge=1)
+
+
+class EvaluateSettings(_Section):
+    """Metrics against the full-resolution truth."""
+
+    data_range: float | None = Field(None, gt=0, description="PSNR/SSIM range, °C; None = truth max−min over the period")
+    plot_day: str | None = Field(None, description="day for the maps; None = the first evaluated day")
+
+
 class SeedfieldConfig(_Section):
     """The whole configuration."""
 
@@ -73,6 +100,10 @@ class SeedfieldConfig(_Section):
     dask: DaskSettings = Field(default_factory=DaskSettings)
     seeding: SeedingParams = Field(default_factory=SeedingParams)
     stats: StatsSettings = Field(default_factory=StatsSettings)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    infer: InferSettings = Field(default_factory=InferSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -15,7 +15,7 @@ from flows.prepare_job import params_digest, prepare_days_job, stats_partial_job
 from flows.progress import RunProgress
 from flows.reports import DayOutcome, any_failed, summarise, write_report
 from flows.windowed import run_windowed
-from pipeline.normalisation import StreamingStats, finalize
+from pipeline.normalisation import NormStats, StreamingStats, finalize
 from pipeline.seeding import SeedingParams, n_sensors, trim_shape
 from storage.daily_store import DailyStore, StoreError, date_range
 from storage.raw_store import LAND_MASK
@@ -64,18 +64,15 @@ def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> Dai
     )
 
 
-def compute_norm_stats(
-    config: SeedfieldConfig, store: DailyStore, period: tuple[dt.date, dt.date], days_per_task: int
-) -> int:
-    """Stream the statistics over the committed days of ``period``; returns the day count."""
-    committed = [d for d in store.committed_days() if period[0] <= d <= period[1]]
-    if not committed:
-        raise StoreError(f"{store.path}: no prepared day in {period[0]}…{period[1]} for the statistics")
+def stream_norm_stats(config: SeedfieldConfig, store: DailyStore, days: list[dt.date], days_per_task: int = 8) -> NormStats:
+    """Per-pixel statistics over ``days``, streamed: partial sums on the workers, merged here."""
+    if not days:
+        raise StoreError(f"{store.path}: no prepared day to compute normalisation statistics from")
     lr = hr = None
     job = {"seedings_path": store.path, "seedings_options": store.storage_options}
     for _group, part in run_windowed(
         lambda g: on_dask.submit(f"stats-{g[0]}-{g[-1]}", stats_partial_job, {"days": g, **job}),
-        chunks(committed, 4 * days_per_task),
+        chunks(days, 4 * days_per_task),
         window=2 * config.dask.n_workers,
     ):
         if isinstance(part, Exception):
@@ -84,7 +81,17 @@ def compute_norm_stats(
         phr = StreamingStats.from_arrays({k[3:]: v for k, v in part.items() if k.startswith("hr_")})
         lr = plr if lr is None else lr.merge(plr)
         hr = phr if hr is None else hr.merge(phr)
-    norm = finalize(lr, hr)
+    return finalize(lr, hr)
+
+
+def compute_norm_stats(
+    config: SeedfieldConfig, store: DailyStore, period: tuple[dt.date, dt.date], days_per_task: int
+) -> int:
+    """Store the statistics over the committed days of ``period``; returns the day count."""
+    committed = [d for d in store.committed_days() if period[0] <= d <= period[1]]
+    if not committed:
+        raise StoreError(f"{store.path}: no prepared day in {period[0]}…{period[1]} for the statistics")
+    norm = stream_norm_stats(config, store, committed, days_per_task)
     write_norm_stats(store, {
         "lr_norm_mean": norm.lr_mean, "lr_norm_std": norm.lr_std,
         "hr_norm_mean": norm.hr_mean, "hr_norm_std": norm.hr_std,

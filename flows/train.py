@@ -1,0 +1,176 @@
+"""Training flow: a GPU task (tag ``gpu``, concurrency 1) that trains RaSeedGAN on the seedings
+and publishes the early-stopping checkpoint to the model registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+from flows.config import SeedfieldConfig
+from flows.dask_runtime import dask_client
+from flows.prepare import stream_norm_stats
+from flows.training_data import FreshSeedings, StoredSeedings
+from pipeline.normalisation import NormStats
+from storage.cf import code_version
+from storage.daily_store import DailyStore, StoreError
+from storage.model_registry import ModelRegistry
+from storage.seedings_store import seeding_params
+
+GPU_TAG = "gpu"
+
+
+def split_days(days: list[dt.date], val_fraction: float) -> tuple[list[dt.date], list[dt.date]]:
+    """Chronological split: the last ``val_fraction`` of the days validate (at least one each)."""
+    if len(days) < 2:
+        raise StoreError(f"need at least 2 prepared days to train, found {len(days)}")
+    n_val = min(max(1, round(len(days) * val_fraction)), len(days) - 1)
+    return days[:-n_val], days[-n_val:]
+
+
+def ensure_gpu_limit(limit: int = 1) -> None:
+    """Create the tag concurrency limit that lets one training run at a time (idempotent)."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_concurrency_limit_by_tag(GPU_TAG)
+        except ObjectNotFound:
+            client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=limit)
+
+
+def to_model_norm(norm: NormStats):
+    from model.data import Normalisation
+
+    return Normalisation(lr_mean=norm.lr_mean, lr_std=norm.lr_std, hr_mean=norm.hr_mean, hr_std=norm.hr_std)
+
+
+def n_processes(config: SeedfieldConfig) -> int:
+    if config.split.processes:
+        return config.split.processes
+    import torch
+
+    if config.train.device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return torch.cuda.device_count()
+    return 1
+
+
+def _sources(config: SeedfieldConfig, train_days: list[dt.date], val_days: list[dt.date]) -> tuple[Any, Any, dict, dict]:
+    """The train/val sources, and their factory specs for torchrun workers."""
+    opts = config.stores.storage_options or None
+    val = StoredSeedings(config.stores.seedings, val_days, opts)
+    val_spec = {"factory": "flows.training_data:stored_seedings_source",
+                "kwargs": {"path": config.stores.seedings, "days": [d.isoformat() for d in val_days], "storage_options": opts}}
+    if config.train.fresh_seedings:
+        params = config.seeding.model_dump()
+        train = FreshSeedings(config.stores.raw, config.stores.seedings, train_days, params, opts)
+        train_spec = {"factory": "flows.training_data:fresh_seedings_source",
+                      "kwargs": {"raw_path": config.stores.raw, "seedings_path": config.stores.seedings,
+                                 "days": [d.isoformat() for d in train_days], "params": params, "storage_options": opts}}
+    else:
+        train = StoredSeedings(config.stores.seedings, train_days, opts)
+        train_spec = {"factory": "flows.training_data:stored_seedings_source",
+                      "kwargs": {"path": config.stores.seedings, "days": [d.isoformat() for d in train_days], "storage_options": opts}}
+    return train, val, train_spec, val_spec
+
+
+@task(name="train-model", task_run_name="train-{model_id}", tags=[GPU_TAG], cache_policy=NONE)
+def train_task(
+    config: SeedfieldConfig, model_id: str, train_days: list[dt.date], val_days: list[dt.date],
+    norm: NormStats, upsampling: int, workdir: str,
+) -> dict[str, Any]:
+    """Train in this process, or under torchrun (DDP) when several processes are asked for."""
+    from model.data import SparseFieldDataset
+    from model.trainer import Trainer
+
+    logger = get_run_logger()
+    mnorm = to_model_norm(norm)
+    train_src, val_src, train_spec, val_spec = _sources(config, train_days, val_days)
+    procs = n_processes(config)
+    t0 = time.perf_counter()
+    if procs > 1:
+        np.savez(Path(workdir) / "norm.npz", **{k: getattr(norm, k) for k in ("lr_mean", "lr_std", "hr_mean", "hr_std")})
+        spec = {"train": train_spec, "val": val_spec, "norm": str(Path(workdir) / "norm.npz"),
+                "config": config.train.model_dump(mode="json"), "workdir": workdir, "upsampling": upsampling}
+        spec_path = Path(workdir) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+               "-m", "model.train_entry", "--spec", str(spec_path)]
+        logger.info("launching DDP training: %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+        result = json.loads((Path(workdir) / "result.json").read_text())
+    else:
+        def on_epoch(rec: Any) -> None:
+            logger.info(
+                "epoch %d: train content %.4f adv %.4f D %.4f | val content %.4f | %.1f s, %.1f samples/s",
+                rec.epoch, rec.train_content, rec.train_adversarial, rec.train_d, rec.val_content,
+                rec.seconds, rec.samples_per_s,
+            )
+
+        trainer = Trainer(
+            config.train,
+            SparseFieldDataset(train_src, mnorm, time_features=config.train.time_features),
+            SparseFieldDataset(val_src, mnorm, time_features=config.train.time_features),
+            mnorm, Path(workdir), upsampling=upsampling,
+            extra_meta={"model_id": model_id}, on_epoch=on_epoch,
+        )
+        res = trainer.fit()
+        result = {
+            "kept_checkpoint": str(res.kept_checkpoint), "last_checkpoint": str(res.last_checkpoint),
+            "kept_epoch": res.kept_epoch, "history": [vars(r) for r in res.history],
+        }
+    result["seconds"] = time.perf_counter() - t0
+    result["processes"] = procs
+    return result
+
+
+@flow(name="train", flow_run_name="train-{model_id}")
+def train_flow(config: SeedfieldConfig, start: dt.date, end: dt.date, model_id: str | None = None) -> dict[str, Any]:
+    """Train on the prepared days of [start, end] (last 20 % validate) and publish the model."""
+    logger = get_run_logger()
+    model_id = model_id or ModelRegistry.new_id()
+    ensure_gpu_limit()
+    store = DailyStore(config.stores.seedings, config.stores.storage_options or None)
+    if not DailyStore.exists(store.path, store.storage_options):
+        raise StoreError(f"{store.path}: no seedings store; run `seedfield prepare` first")
+    days = [d for d in store.committed_days() if start <= d <= end]
+    train_days, val_days = split_days(days, config.split.val_fraction)
+    logger.info("model %s: %d training days %s…%s, %d validation days %s…%s", model_id,
+                len(train_days), train_days[0], train_days[-1], len(val_days), val_days[0], val_days[-1])
+    with dask_client(config.dask):
+        norm = stream_norm_stats(config, store, train_days)
+    params = seeding_params(store)
+    registry = ModelRegistry(config.stores.registry)
+    workdir = registry.workdir(model_id)
+    result = train_task(config, model_id, train_days, val_days, norm, int(params["upsampling"]), str(workdir))
+    meta = {
+        "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "seedings_store": store.path, "raw_store": config.stores.raw,
+        "seeding": params, "train_period": [str(train_days[0]), str(train_days[-1])],
+        "val_period": [str(val_days[0]), str(val_days[-1])], "n_train_days": len(train_days),
+        "n_val_days": len(val_days), "train": config.train.model_dump(mode="json"),
+        "kept_epoch": result["kept_epoch"], "train_seconds": round(result["seconds"], 1),
+        "processes": result["processes"], "history": result["history"], "seedfield_version": code_version(),
+    }
+    path = registry.publish(model_id, Path(result["kept_checkpoint"]), meta)
+    rows = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in result["history"]]
+    create_table_artifact(rows, key="train-epochs", description=f"per-epoch losses of {model_id}")
+    create_markdown_artifact(
+        f"## Model `{model_id}`\n\nTrained on {len(train_days)} days ({train_days[0]} … {train_days[-1]}), "
+        f"validated on {len(val_days)} ({val_days[0]} … {val_days[-1]}) in {result['seconds']:.0f} s "
+        f"on {result['processes']} process(es).\n\nKept epoch {result['kept_epoch']} "
+        f"(the checkpoint before the validation loss first rose). Published to `{path}`.",
+        key="train-summary",
+    )
+    logger.info("published %s (epoch %s) to %s", model_id, result["kept_epoch"], path)
+    return {"model_id": model_id, "checkpoint": str(path), "kept_epoch": result["kept_epoch"],
+            "seconds": result["seconds"], "history": result["history"]}

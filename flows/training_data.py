@@ -1,0 +1,96 @@
+"""Sample sources for the trainer: numpy dicts read from the stores (the torch side of the seam
+is ``model.data.SparseFieldDataset``). Picklable: they open their stores lazily in each process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+
+from pipeline.seeding import SeedingParams, seed_day
+from storage.daily_store import DailyStore
+from storage.raw_store import raw_variable
+
+SEEDED = ("lr_mean", "lr_count", "hr_mean", "hr_flag")
+
+
+class _Lazy:
+    """Opens its stores on first use in each process; drops them when pickled."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_stores"] = {}
+        return state
+
+    def _store(self, path: str, options: dict[str, Any] | None) -> DailyStore:
+        stores = self.__dict__.setdefault("_stores", {})
+        if path not in stores:
+            stores[path] = DailyStore(path, options)
+        return stores[path]
+
+
+class StoredSeedings(_Lazy):
+    """The seedings written by the prepare flow: the same sensors every epoch (the paper's setup)."""
+
+    def __init__(self, path: str, days: list[dt.date], storage_options: dict[str, Any] | None = None) -> None:
+        self.path, self.days, self.options = path, list(days), storage_options
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def sample(self, i: int, epoch: int) -> dict[str, Any]:
+        day = self.days[i]
+        out: dict[str, Any] = self._store(self.path, self.options).read_day(day, SEEDED)
+        out["day_of_year"] = day.timetuple().tm_yday
+        return out
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Epoch 0 reproduces the stored seedings; each later epoch draws new sensor positions."""
+    if epoch == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+
+
+class FreshSeedings(_Lazy):
+    """New random sensors every epoch, drawn from the raw field (a data-augmentation option)."""
+
+    def __init__(
+        self, raw_path: str, seedings_path: str, days: list[dt.date], params: dict[str, Any],
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.raw_path, self.seedings_path, self.days = raw_path, seedings_path, list(days)
+        self.params, self.options = dict(params), storage_options
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def sample(self, i: int, epoch: int) -> dict[str, Any]:
+        day = self.days[i]
+        raw = self._store(self.raw_path, self.options)
+        land = self.__dict__.get("_land")
+        if land is None:
+            land = self._store(self.seedings_path, self.options).read_static("land_mask").astype(bool)
+            self.__dict__["_land"] = land
+        field = raw.read_day(day, [raw_variable(raw)])[raw_variable(raw)][: land.shape[0], : land.shape[1]]
+        params = SeedingParams(**{**self.params, "seed": epoch_seed(int(self.params["seed"]), epoch)})
+        seeded = seed_day(field, np.isfinite(field) & ~land, day, params)
+        return {
+            "lr_mean": seeded.lr_mean, "lr_count": seeded.lr_count,
+            "hr_mean": seeded.hr_mean, "hr_flag": seeded.hr_flag,
+            "day_of_year": day.timetuple().tm_yday,
+        }
+
+
+def stored_seedings_source(path: str, days: list[str], storage_options: dict[str, Any] | None = None) -> StoredSeedings:
+    """Factory by import path for ``model.train_entry`` (days as ISO strings, JSON-friendly)."""
+    return StoredSeedings(path, [dt.date.fromisoformat(d) for d in days], storage_options)
+
+
+def fresh_seedings_source(
+    raw_path: str, seedings_path: str, days: list[str], params: dict[str, Any],
+    storage_options: dict[str, Any] | None = None,
+) -> FreshSeedings:
+    return FreshSeedings(raw_path, seedings_path, [dt.date.fromisoformat(d) for d in days], params, storage_options)

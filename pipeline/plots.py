@@ -1,0 +1,95 @@
+"""Pictures people would rather look at than read: maps, error maps, spectra (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _extent(lat: np.ndarray, lon: np.ndarray) -> list[float]:
+    dlat = float(lat[1] - lat[0]) if len(lat) > 1 else 1.0
+    dlon = float(lon[1] - lon[0]) if len(lon) > 1 else 1.0
+    return [lon[0] - dlon / 2, lon[-1] + dlon / 2, lat[0] - dlat / 2, lat[-1] + dlat / 2]
+
+
+def comparison_maps(
+    path: Path, title: str, lat: np.ndarray, lon: np.ndarray, truth: np.ndarray,
+    fields: Mapping[str, np.ndarray], sensors: tuple[np.ndarray, np.ndarray], lr_field: np.ndarray,
+    land: np.ndarray,
+) -> Path:
+    """Truth, sensors, LR bins, each reconstruction and its error, on one figure.
+
+    fields: name → (ny, nx) reconstruction on the native grid; sensors: (flat index, value);
+    lr_field: the LR bins repeated onto the native grid.
+    """
+    ext = _extent(lat, lon)
+    ocean = ~land
+    vmin, vmax = np.nanpercentile(truth[ocean], [1, 99])
+    err_lim = max(float(np.nanpercentile(np.abs(fields[n] - truth)[ocean], 99)) for n in fields) or 1.0
+    panels = [("truth", truth, "field"), ("LR bins (model input)", lr_field, "field")]
+    for name, f in fields.items():
+        panels.append((name, f, "field"))
+    for name, f in fields.items():
+        panels.append((f"{name} − truth", f - truth, "error"))
+    n = len(panels) + 1
+    cols = 3
+    rows = -(-n // cols)
+    aspect = (ext[1] - ext[0]) / max(ext[3] - ext[2], 1e-6)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 4.2, rows * 4.2 / max(aspect, 0.5) + 0.6), squeeze=False)
+    axs = axes.ravel()
+
+    def show(ax, data, kind, label):
+        data = np.where(ocean, data, np.nan)
+        if kind == "field":
+            im = ax.imshow(data, origin="lower", extent=ext, vmin=vmin, vmax=vmax, cmap="turbo")
+        else:
+            im = ax.imshow(data, origin="lower", extent=ext, vmin=-err_lim, vmax=err_lim, cmap="RdBu_r")
+        ax.set_title(label, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.7, label="°C")
+
+    show(axs[0], panels[0][1], "field", "truth")
+    ax = axs[1]
+    _ny, nx = truth.shape
+    idx, val = sensors
+    r, c = np.divmod(idx, nx)
+    ax.imshow(np.where(land, 1.0, np.nan), origin="lower", extent=ext, cmap="Greys", vmin=0, vmax=2)
+    sc = ax.scatter(lon[c], lat[r], c=val, s=2, cmap="turbo", vmin=vmin, vmax=vmax)
+    ax.set_xlim(ext[0], ext[1])
+    ax.set_ylim(ext[2], ext[3])
+    ax.set_title(f"{len(idx)} sensors", fontsize=9)
+    fig.colorbar(sc, ax=ax, shrink=0.7, label="°C")
+    for ax, (label, data, kind) in zip(axs[2:], panels[1:], strict=False):
+        show(ax, data, kind, label)
+    for ax in axs[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def spectra_plot(path: Path, title: str, spectra: Mapping[str, tuple[np.ndarray, np.ndarray]], dx_deg: float) -> Path:
+    """Radially averaged power spectra of each method (log–log), truth included."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, (k, p) in spectra.items():
+        keep = (k > 0) & np.isfinite(p) & (p > 0)
+        ax.loglog(k[keep], p[keep], label=name, lw=2.2 if name == "truth" else 1.3,
+                  color="black" if name == "truth" else None)
+    ax.set_xlabel(f"wavenumber (cycles per degree; grid {dx_deg:g}°)")
+    ax.set_ylabel("power spectral density (°C² · deg²)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

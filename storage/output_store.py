@@ -1,0 +1,45 @@
+"""Layout of the reconstruction store: the super-resolved field on the native grid, per-day QA."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from storage import cf
+from storage.daily_store import DailyStore, DailyVar, StaticVar
+
+QA_VARIABLES = ("qa_rebin_rmse", "qa_rebin_bias")
+
+
+def create_output_store(
+    path: str,
+    days: Sequence[dt.date],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    land_mask: np.ndarray,
+    provenance: Mapping[str, Any],
+    storage_options: dict[str, Any] | None = None,
+) -> DailyStore:
+    """Create the reconstruction template on the (trimmed) native grid."""
+    coords = {
+        "lat": StaticVar(("lat",), np.asarray(lat, "float64"), cf.lat_attrs()),
+        "lon": StaticVar(("lon",), np.asarray(lon, "float64"), cf.lon_attrs()),
+    }
+    sst = cf.sst_attrs("sea surface temperature reconstructed from sparse sensors")
+    sst["ancillary_variables"] = "land_mask qa_rebin_rmse qa_rebin_bias"
+    daily = {
+        "sst": DailyVar(("time", "lat", "lon"), "float32", np.nan, sst),
+        "qa_rebin_rmse": DailyVar(("time",), "float32", np.nan, {
+            "long_name": "RMSE of the prediction re-binned to the LR grid against the sensor bin means "
+                         "(seeded bins only); needs no truth",
+            "units": "degree_Celsius"}),
+        "qa_rebin_bias": DailyVar(("time",), "float32", np.nan, {
+            "long_name": "mean of (re-binned prediction − sensor bin mean) over seeded bins",
+            "units": "degree_Celsius"}),
+    }
+    static = {"land_mask": StaticVar(("lat", "lon"), np.asarray(land_mask, "int8"), cf.land_mask_attrs())}
+    attrs = cf.dataset_attrs("seedfield reconstruction", seedfield_store="reconstruction", **dict(provenance))
+    return DailyStore.create(path, days, coords, daily, static, attrs, storage_options)
