@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
-from flows.ingest_job import ingest_file_job, record_failure
+from flows.ingest_job import ingest_files_job, record_failure
 from flows.progress import RunProgress
 from flows.reports import DayOutcome, any_failed, summarise, write_report
 from flows.windowed import run_windowed
@@ -22,12 +22,12 @@ from storage.daily_store import DailyStore, date_range
 from storage.raw_store import create_raw_store
 
 
-def file_label(file: ArchiveFile) -> str:
-    """Task-run label: the day for one-day files, the day span otherwise."""
-    days = sorted(file.days)
+def files_label(files: list[ArchiveFile]) -> str:
+    """Task-run label: ``ingest-2024-05-01`` for one day, ``ingest-2024-05-01-to-2024-05-08`` else."""
+    days = sorted(d for f in files for d in f.days)
     if len(days) == 1:
-        return days[0].isoformat()
-    return f"{days[0].isoformat()}-to-{days[-1].isoformat()}"
+        return f"ingest-{days[0].isoformat()}"
+    return f"ingest-{days[0].isoformat()}-to-{days[-1].isoformat()}"
 
 
 def open_or_create_store(
@@ -118,19 +118,21 @@ def ingest_flow(
         "variable": config.archive.variable,
     }
     window = 2 * (config.dask.n_workers * config.dask.threads_per_worker)
+    n = config.ingest.files_per_task
+    groups = [index.files[i : i + n] for i in range(0, len(index.files), n)]
     with dask_client(config.dask), RunProgress(
         len(index.files), f"ingest {start}…{end}", key="ingest-progress", show_bar=progress_bar
     ) as progress:
-        for file, result in run_windowed(
-            lambda f: on_dask.submit(f"ingest-{file_label(f)}", ingest_file_job, {"file": f, **job}),
-            index.files,
+        for group, result in run_windowed(
+            lambda g: on_dask.submit(files_label(g), ingest_files_job, {"files": g, **job}),
+            groups,
             window,
         ):
             if isinstance(result, Exception):
                 msg = f"ingest crashed after retries: {type(result).__name__}: {result}"
-                result = [record_failure(store, d.isoformat(), "failed", file.url, msg) for d in file.days]
+                result = [record_failure(store, d.isoformat(), "failed", f.url, msg) for f in group for d in f.days]
             outcomes.extend(result)
-            progress.advance()
+            progress.advance(len(group))
 
     for o in outcomes:
         if o.status in ("failed", "missing"):

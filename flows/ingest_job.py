@@ -103,3 +103,8 @@ def ingest_file_job(
     for iso in sorted(wanted):
         outcomes.append(record_failure(store, iso, "failed", file.url, "the file holds no data for this day"))
     return outcomes
+
+
+def ingest_files_job(files: list[ArchiveFile], **job: Any) -> list[DayOutcome]:
+    """Several files in one job (a backfill chunk): the same as one job per file, in order."""
+    return [o for f in files for o in ingest_file_job(f, **job)]

@@ -150,23 +150,28 @@ class NormStats:
     hr_std: np.ndarray
 
 
-def _finalize_one(stats: StreamingStats, std_floor: float) -> tuple[np.ndarray, np.ndarray]:
+def _finalize_one(stats: StreamingStats, std_floor: float, min_count: float) -> tuple[np.ndarray, np.ndarray]:
     g_mean, g_std = stats.global_stats()
     if not np.isfinite(g_mean):
         raise ValueError("no samples were accumulated; cannot finalize normalisation stats")
-    empty = stats.count <= 0
-    mean = np.where(empty, g_mean, stats.mean)
-    std = np.where(empty, g_std, stats.std)
+    count = stats.count
+    mean = np.where(count > 0, stats.mean, g_mean)
+    # A std from a handful of samples is noise (one sample gives 0, which the floor would turn
+    # into a huge normalised target): such pixels take the pooled within-pixel std instead.
+    std = np.where(count >= min_count, stats.std, g_std)
     std = np.maximum(std, std_floor)
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def finalize(lr: StreamingStats, hr: StreamingStats, std_floor: float = 1e-3) -> NormStats:
-    """NaN-free statistics: empty pixels get the global stats; std floored at ``std_floor``."""
+def finalize(
+    lr: StreamingStats, hr: StreamingStats, std_floor: float = 1e-3, min_count: float = 5
+) -> NormStats:
+    """NaN-free statistics: empty pixels get the global mean; pixels with fewer than
+    ``min_count`` samples get the pooled std; std floored at ``std_floor``."""
     if std_floor <= 0:
         raise ValueError(f"std_floor must be > 0, got {std_floor}")
-    lr_mean, lr_std = _finalize_one(lr, std_floor)
-    hr_mean, hr_std = _finalize_one(hr, std_floor)
+    lr_mean, lr_std = _finalize_one(lr, std_floor, min_count)
+    hr_mean, hr_std = _finalize_one(hr, std_floor, min_count)
     return NormStats(lr_mean=lr_mean, lr_std=lr_std, hr_mean=hr_mean, hr_std=hr_std)
 
 

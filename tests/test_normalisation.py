@@ -147,7 +147,10 @@ def test_finalize_is_nan_free_with_global_fill_and_floor() -> None:
     pooled = np.sqrt(np.nansum(std**2 * n) / n.sum())
     assert stats.hr_mean[0, 0] == pytest.approx(global_mean, rel=1e-5)
     assert stats.hr_std[0, 0] == pytest.approx(pooled, rel=1e-5)
-    assert stats.hr_std[1, 1] == pytest.approx(1e-3)  # one sample: std 0 → floor
+    assert stats.hr_std[1, 1] == pytest.approx(pooled, rel=1e-5)  # one sample: pooled std, not 0
+    hr = accumulate(values, flags)
+    floored = finalize(hr, hr, std_floor=1e-3, min_count=1)
+    assert floored.hr_std[1, 1] == pytest.approx(1e-3)  # with min_count 1 its std 0 meets the floor
     assert stats.hr_std.min() >= 1e-3
     np.testing.assert_allclose(stats.hr_mean[2:, 2:], mean[2:, 2:], rtol=1e-6)
 

@@ -1,0 +1,448 @@
+"""RaSeedGAN training loop: seeded, resumable, DDP-aware, with the reference's early stopping.
+
+One training step (adversarial phase)::
+
+    fake   = G(lr)                                     (B, 1, H, W)
+    masked = fake ⊙ flag                               the discriminator only sees masked fields
+    D step: L_D = ½[BCE(D(hr), U(0.8,1)) + BCE(D(masked.detach()), U(0,0.2))]   → Adam(D)
+    G step: L_G = masked_mse(fake, hr, flag) + w·BCE(D(masked), U(0.8,1))        → Adam(G)
+
+The G step uses the discriminator just updated (the usual PyTorch GAN order; the TensorFlow
+reference computed both losses from one forward pass before updating either net — a
+second-order difference). During the first ``pretrain_epochs`` epochs only the content loss
+trains G (PhIRE-GAN's stabiliser) and the discriminator is left untouched; their records show
+``train_adversarial = train_d = 0``.
+
+Reproducibility: ``torch.manual_seed(seed)`` before building the nets; the DataLoader shuffling
+and the label-smoothing noise use ``torch.Generator`` objects seeded from (seed, epoch), so an
+epoch's randomness does not depend on the epochs before it and a resumed run replays exactly
+what an uninterrupted one would (bit-identical on CPU). The global torch RNG state is stored in
+every checkpoint and restored on resume too.
+
+Checkpoints go to ``workdir``: ``epoch-NNNN.pt`` every ``checkpoint_every`` epochs and at the
+last epoch, and ``last.pt`` after every epoch (weights, optimizer states, history, RNG states).
+If ``workdir/last.pt`` exists, :class:`Trainer` resumes from it.
+
+Early stopping (reference rule): the validation content loss (masked MSE of G on the validation
+set, normalised units) is recorded every epoch; among the checkpoint epochs, the kept one is the
+last before the loss first rises (the last one if it never rises). Training always runs the
+planned epochs and the choice is made afterwards (simple, and the curve past the minimum stays
+visible in the history); the kept file is copied to ``kept.pt``.
+
+Distributed data parallel: when ``torch.distributed`` is initialised (see
+:mod:`model.distributed`), both nets are wrapped in ``DistributedDataParallel``, training data
+is sharded with ``DistributedSampler`` (``batch_size`` is per process), every rank computes the
+same validation loss (sums all-reduced) and only rank 0 writes files.
+
+On CUDA the forwards run under bf16 autocast with channels-last tensors; losses are float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from model import distributed as mdist
+from model.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from model.data import Normalisation, SparseFieldDataset, input_channels
+from model.discriminator import RaSeedDiscriminator
+from model.generator import RaSeedGenerator
+from model.losses import discriminator_loss, generator_loss
+
+__all__ = [
+    "EpochRecord",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "build_discriminator",
+    "build_generator",
+    "select_kept_epoch",
+]
+
+LAST = "last.pt"
+KEPT = "kept.pt"
+
+
+class TrainConfig(BaseModel):
+    """Training settings (the reference's values are the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1, description="per process under DDP")
+    lr_generator: float = Field(1e-4, gt=0)
+    lr_discriminator: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    adversarial_weight: float = Field(1e-3, ge=0)
+    pretrain_epochs: int = Field(0, ge=0, description="content-only epochs first (PhIRE-GAN stabiliser)")
+    checkpoint_every: int = Field(5, ge=1)
+    seed: int = 0
+    num_workers: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    n_features: int = Field(64, ge=1)
+    n_res_blocks: int = Field(16, ge=0)
+    time_features: bool = False
+    fresh_seedings: bool = Field(False, description="new sensors every epoch (chosen by the sample source)")
+    early_stopping: bool = Field(
+        True, description="keep the checkpoint before the validation content loss first rises; else the last"
+    )
+    max_batches_per_epoch: int | None = Field(None, ge=1, description="budget knob for CPU demos")
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's numbers. Losses are means over the epoch's batches (all ranks);
+    ``samples_per_s`` counts training samples over the training part of the epoch (all ranks),
+    ``seconds`` is the epoch's training plus validation (checkpoint writing excluded)."""
+
+    epoch: int
+    train_content: float
+    train_adversarial: float
+    train_d: float
+    val_content: float
+    seconds: float
+    samples_per_s: float
+
+
+@dataclass
+class TrainResult:
+    kept_checkpoint: Path
+    last_checkpoint: Path
+    history: list[EpochRecord]
+    kept_epoch: int
+
+
+def select_kept_epoch(val_losses: Sequence[tuple[int, float]]) -> int:
+    """Reference early-stopping rule over (epoch, validation loss) at the checkpoint epochs, in
+    epoch order: the epoch just before the loss first rises; the last epoch if it never rises.
+    A NaN loss counts as +inf (a diverged run rises)."""
+    if not val_losses:
+        raise ValueError("no checkpoint epochs to choose from")
+    ordered = sorted(val_losses, key=lambda t: t[0])
+
+    def value(v: float) -> float:
+        return math.inf if math.isnan(v) else v
+
+    for (prev_epoch, prev), (_, cur) in itertools.pairwise(ordered):
+        if value(cur) > value(prev):
+            return prev_epoch
+    return ordered[-1][0]
+
+
+def build_generator(config: TrainConfig, upsampling: int) -> RaSeedGenerator:
+    """The generator a config describes. ``upsample_features = 4·n_features`` (256 at the
+    reference's 64), so that small test/demo models shrink their upsampling stages too."""
+    return RaSeedGenerator(
+        in_channels=input_channels(config.time_features), out_channels=1, upsampling=upsampling,
+        n_features=config.n_features, n_res_blocks=config.n_res_blocks,
+        upsample_features=4 * config.n_features,
+    )
+
+
+def build_discriminator(config: TrainConfig) -> RaSeedDiscriminator:
+    """The discriminator a config describes (``dense_features = 16·n_features``: 1024 at 64)."""
+    return RaSeedDiscriminator(in_channels=1, n_features=config.n_features,
+                               dense_features=16 * config.n_features)
+
+
+def _stream_seed(*words: int) -> int:
+    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0])
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("TrainConfig.device='cuda' but CUDA is not available")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and mdist.is_distributed():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(device)
+
+
+class Trainer:
+    """Trains a generator/discriminator pair on sparse fields (see the module docstring).
+
+    Args:
+        config: training settings.
+        train, val: datasets of normalised samples (same ``time_features`` as ``config``).
+        norm: the normalisation the datasets use (stored in every checkpoint).
+        workdir: checkpoints go here; a ``last.pt`` found here is resumed.
+        upsampling: HR/LR scale factor (power of two).
+        extra_meta: JSON-able metadata stored in every checkpoint (e.g. the model id).
+        on_epoch: called with each epoch's :class:`EpochRecord` (on every rank).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train: SparseFieldDataset,
+        val: SparseFieldDataset,
+        norm: Normalisation,
+        workdir: Path,
+        upsampling: int,
+        extra_meta: dict[str, Any] | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+    ) -> None:
+        for name, ds in (("train", train), ("val", val)):
+            tf = getattr(ds, "time_features", config.time_features)
+            if tf != config.time_features:
+                raise ValueError(f"{name} dataset time_features={tf} but config.time_features="
+                                 f"{config.time_features}")
+        if len(train) == 0 or len(val) == 0:
+            raise ValueError(f"empty dataset: {len(train)} training, {len(val)} validation samples")
+        self.config = config
+        self.train_ds = train
+        self.val_ds = val
+        self.norm = norm
+        self.workdir = Path(workdir)
+        self.upsampling = int(upsampling)
+        self.extra_meta = dict(extra_meta or {})
+        self.on_epoch = on_epoch
+        self.distributed = mdist.is_distributed()
+        self.rank = mdist.rank()
+        self.world_size = mdist.world_size()
+        self.device = _resolve_device(config.device)
+        self.cuda = self.device.type == "cuda"
+        self.is_main = self.rank == 0
+        if self.is_main:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+
+        torch.manual_seed(config.seed)
+        self.generator = build_generator(config, self.upsampling).to(self.device)
+        self.discriminator = build_discriminator(config).to(self.device)
+        if self.cuda:
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator,
+                                            betas=config.betas)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator,
+                                            betas=config.betas)
+        self.history: list[EpochRecord] = []
+        self.checkpoint_epochs: list[int] = []
+        self.start_epoch = 0
+        self.resumed = False
+        if (self.workdir / LAST).exists():
+            self._resume(self.workdir / LAST)
+        self.g_train: nn.Module = self.generator
+        self.d_train: nn.Module = self.discriminator
+        if self.distributed:
+            ids = [self.device.index] if self.cuda else None
+            self.g_train = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
+            self.d_train = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+
+    # ------------------------------------------------------------------ resume / checkpoints
+    def _resume(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location="cpu", with_discriminator=True)
+        want = self.generator.constructor_args()
+        if ckpt.generator.constructor_args() != want:
+            raise ValueError(
+                f"{path}: resuming needs the same architecture; the checkpoint holds "
+                f"{ckpt.generator.constructor_args()}, this config builds {want} "
+                "(use a new workdir)"
+            )
+        if not ckpt.norm.equals(self.norm):
+            raise ValueError(f"{path}: the normalisation statistics differ from this run's "
+                             "(use a new workdir)")
+        raw = ckpt.raw
+        self.generator.load_state_dict(raw["generator"]["state_dict"])
+        self.discriminator.load_state_dict(raw["discriminator"]["state_dict"])
+        if raw.get("g_optimizer") is not None:
+            self.g_optimizer.load_state_dict(raw["g_optimizer"])
+        if raw.get("d_optimizer") is not None:
+            self.d_optimizer.load_state_dict(raw["d_optimizer"])
+        self.start_epoch = ckpt.epoch
+        self.history = [EpochRecord(**h) for h in ckpt.history]
+        self.checkpoint_epochs = [int(e) for e in ckpt.extra.get("checkpoint_epochs", [])]
+        restore_rng(raw.get("rng", {}))
+        self.resumed = True
+
+    def _checkpoint_path(self, epoch: int) -> Path:
+        return self.workdir / f"epoch-{epoch:04d}.pt"
+
+    def _save(self, epoch: int, numbered: bool) -> None:
+        if numbered and epoch not in self.checkpoint_epochs:
+            self.checkpoint_epochs.append(epoch)
+        if not self.is_main:
+            return
+        extra = {**self.extra_meta, "upsampling": self.upsampling,
+                 "checkpoint_epochs": list(self.checkpoint_epochs)}
+        target = self._checkpoint_path(epoch) if numbered else self.workdir / LAST
+        save_checkpoint(
+            target, generator=self.generator, discriminator=self.discriminator,
+            g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer, epoch=epoch, norm=self.norm,
+            config=self.config.model_dump(mode="json"), history=[asdict(r) for r in self.history],
+            extra=extra,
+        )
+        if numbered:
+            _atomic_copy(target, self.workdir / LAST)
+
+    # ------------------------------------------------------------------ loops
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        fmt = torch.channels_last if self.cuda else torch.contiguous_format
+        return tuple(  # type: ignore[return-value]
+            batch[k].to(self.device, non_blocking=True).contiguous(memory_format=fmt)
+            for k in ("lr", "hr", "flag")
+        )
+
+    def _train_loader(self, epoch: int) -> DataLoader:
+        cfg = self.config
+        gen = torch.Generator().manual_seed(_stream_seed(cfg.seed, epoch, 0))
+        common: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers,
+                                  "pin_memory": self.cuda, "generator": gen, "drop_last": False}
+        if self.distributed:
+            sampler = DistributedSampler(self.train_ds, num_replicas=self.world_size, rank=self.rank,
+                                         shuffle=True, seed=cfg.seed, drop_last=False)
+            sampler.set_epoch(epoch)
+            return DataLoader(self.train_ds, sampler=sampler, **common)
+        return DataLoader(self.train_ds, shuffle=True, **common)
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, float, int, float]:
+        cfg = self.config
+        self.train_ds.set_epoch(epoch - 1)
+        loader = self._train_loader(epoch)
+        labels = torch.Generator().manual_seed(_stream_seed(cfg.seed, epoch, 1, self.rank))
+        adversarial = epoch > cfg.pretrain_epochs
+        d_bare = self.discriminator
+        self.g_train.train()
+        self.d_train.train()
+        sums = torch.zeros(4, dtype=torch.float64)  # content, adversarial, d, batches
+        n_samples = 0
+        t0 = time.perf_counter()
+        for b, batch in enumerate(loader):
+            if cfg.max_batches_per_epoch is not None and b >= cfg.max_batches_per_epoch:
+                break
+            lr, hr, flag = self._to_device(batch)
+            with self._autocast():
+                fake = self.g_train(lr)
+            fake = fake.float()
+            d_total = 0.0
+            if adversarial:
+                masked = fake * flag
+                with self._autocast():
+                    logits = self.d_train(torch.cat([hr, masked.detach()]))
+                d_real, d_fake = logits.float().split(hr.shape[0])
+                l_d, d_info = discriminator_loss(d_real, d_fake, labels)
+                self.d_optimizer.zero_grad(set_to_none=True)
+                l_d.backward()
+                self.d_optimizer.step()
+                d_total = d_info["total"]
+                # G step against the updated D: the bare module, frozen (no grads, no DDP sync)
+                d_bare.requires_grad_(False)
+                try:
+                    with self._autocast():
+                        g_logits = d_bare(masked)
+                finally:
+                    d_bare.requires_grad_(True)
+                l_g, g_info = generator_loss(fake, hr, flag, g_logits.float(), cfg.adversarial_weight,
+                                             labels)
+            else:
+                l_g, g_info = generator_loss(fake, hr, flag, None)
+            self.g_optimizer.zero_grad(set_to_none=True)
+            l_g.backward()
+            self.g_optimizer.step()
+            sums += torch.tensor([g_info["content"], g_info["adversarial"], d_total, 1.0],
+                                 dtype=torch.float64)
+            n_samples += lr.shape[0]
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        train_seconds = time.perf_counter() - t0
+        totals = torch.cat([sums, torch.tensor([float(n_samples)], dtype=torch.float64)])
+        totals = self._all_reduce(totals)
+        nb = max(float(totals[3]), 1.0)
+        return (float(totals[0]) / nb, float(totals[1]) / nb, float(totals[2]) / nb,
+                int(totals[4]), train_seconds)
+
+    def _all_reduce(self, t: Tensor) -> Tensor:
+        if not self.distributed:
+            return t
+        dev = self.device if self.cuda else torch.device("cpu")  # NCCL reduces on the GPU
+        return mdist.all_reduce_sum(t.to(dev)).cpu()
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Masked MSE of the generator over the whole validation set (normalised units):
+        Σ flag·(G(lr) − hr)² / Σ flag, the same value on every rank."""
+        self.val_ds.set_epoch(0)  # the validation seedings never change
+        indices = list(range(self.rank, len(self.val_ds), self.world_size))
+        loader = DataLoader(Subset(self.val_ds, indices), batch_size=self.config.batch_size,
+                            shuffle=False, num_workers=self.config.num_workers, pin_memory=self.cuda)
+        self.generator.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for batch in loader:
+            lr, hr, flag = self._to_device(batch)
+            with self._autocast():
+                pred = self.generator(lr)
+            diff = (pred.float() - hr) * flag
+            sums[0] += (diff * diff).sum(dtype=torch.float64)
+            sums[1] += flag.sum(dtype=torch.float64)
+        self.generator.train()
+        sums = self._all_reduce(sums.cpu())
+        return float(sums[0] / sums[1].clamp_min(1.0))
+
+    def fit(self) -> TrainResult:
+        """Train from the start (or the resumed epoch) to ``config.epochs``; choose the kept
+        checkpoint; return where everything is."""
+        cfg = self.config
+        for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            content, adv, d_loss, n_samples, train_seconds = self._train_epoch(epoch)
+            val = self.validate()
+            numbered = epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs
+            record = EpochRecord(
+                epoch=epoch, train_content=content, train_adversarial=adv, train_d=d_loss,
+                val_content=val, seconds=time.perf_counter() - t0,
+                samples_per_s=n_samples / train_seconds if train_seconds > 0 else 0.0,
+            )
+            self.history.append(record)
+            self._save(epoch, numbered)
+            mdist.barrier()
+            if self.on_epoch is not None:
+                self.on_epoch(record)
+        return self._finish()
+
+    def _finish(self) -> TrainResult:
+        if not self.checkpoint_epochs:
+            raise RuntimeError(f"{self.workdir}: no checkpoint written (0 epochs trained)")
+        val_by_epoch = {r.epoch: r.val_content for r in self.history}
+        candidates = [(e, val_by_epoch[e]) for e in self.checkpoint_epochs if e in val_by_epoch]
+        if self.config.early_stopping:
+            kept_epoch = select_kept_epoch(candidates)
+        else:
+            kept_epoch = max(self.checkpoint_epochs)
+        kept = self.workdir / KEPT
+        if self.is_main:
+            _atomic_copy(self._checkpoint_path(kept_epoch), kept)
+        mdist.barrier()
+        return TrainResult(kept_checkpoint=kept, last_checkpoint=self.workdir / LAST,
+                           history=list(self.history), kept_epoch=kept_epoch)

@@ -1,0 +1,106 @@
+"""Train → infer → evaluate through the real flows on a small real-derived domain, with a tiny
+generator so the suite stays fast. Accuracy is the demo's business (docs/model.md); here the
+wiring, the stores, the registry and the reports are checked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from flows.evaluate import evaluate_flow
+from flows.infer import infer_flow
+from flows.ingest import ingest_flow
+from flows.prepare import prepare_flow
+from flows.train import split_days, train_flow
+from model.checkpoint import load_checkpoint
+from pipeline.grid import Region
+from pipeline.sample_archive import write_sample_archive
+from storage.daily_store import DailyStore
+from storage.model_registry import ModelRegistry, RegistryError
+from tests.helpers_flows import flow_config, tree_digest
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+START = dt.date(2015, 1, 1)
+N_DAYS = 24
+REGION = Region(south=24.0, north=40.0, west=290.0, east=322.0)  # 64 × 128 native cells
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, dask_cluster, prefect_server):
+    root = tmp_path_factory.mktemp("modelflows")
+    write_sample_archive(root / "archive", START, N_DAYS, region=REGION)
+    cfg = flow_config(root, root / "archive", dask_cluster.scheduler_address, **{
+        "seeding.bin_size": 8, "seeding.upsampling": 4, "seeding.sensors_per_bin": 6,
+        "stores.registry": str(root / "models"), "stores.output": str(root / "recon.zarr"),
+        "train.epochs": 2, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
+        "train.checkpoint_every": 1, "infer.days_per_task": 5,
+    })
+    end = START + dt.timedelta(days=N_DAYS - 1)
+    assert ingest_flow(cfg, START, end)["ok"]
+    assert prepare_flow(cfg, START, end)["ok"]
+    return cfg, root
+
+
+def test_split_is_chronological_with_the_last_fifth_validating():
+    days = [START + dt.timedelta(days=i) for i in range(10)]
+    train, val = split_days(days, 0.2)
+    assert train == days[:8] and val == days[8:]
+
+
+def test_train_publishes_a_self_contained_model(prepared):
+    cfg, _root = prepared
+    result = train_flow(cfg, START, START + dt.timedelta(days=15), model_id="tiny-1")
+    registry = ModelRegistry(cfg.stores.registry)
+    assert registry.current() == "tiny-1"
+    meta = registry.meta("tiny-1")
+    assert meta["n_train_days"] == 13 and meta["n_val_days"] == 3
+    assert meta["seeding"]["bin_size"] == 8 and len(meta["history"]) == 2
+    assert result["kept_epoch"] in (1, 2)
+    ckpt = load_checkpoint(registry.checkpoint("tiny-1"))
+    assert ckpt.generator.upsampling == 4
+    assert ckpt.norm.hr_mean.shape == (32, 64) and np.isfinite(ckpt.norm.hr_mean).all()
+    with pytest.raises(RegistryError, match="no published model 'nope'"):
+        registry.resolve("nope")
+
+
+def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
+    cfg, root = prepared
+    if ModelRegistry(cfg.stores.registry).current() is None:
+        train_flow(cfg, START, START + dt.timedelta(days=15), model_id="tiny-1")
+    a, b = START + dt.timedelta(days=16), START + dt.timedelta(days=N_DAYS - 1)
+    result = infer_flow(cfg, a, b)
+    assert result["summary"]["ok"] == 8 and result["ok"]
+    ds = xr.open_zarr(cfg.stores.output, consolidated=False)
+    assert ds.sizes == {"time": 8, "lat": 64, "lon": 128}
+    land = ds.land_mask.values.astype(bool)
+    assert np.isnan(ds.sst.values[:, land]).all() and np.isfinite(ds.sst.values[:, ~land]).all()
+    assert ds.attrs["model_id"] == "tiny-1" and ds.attrs["seeding_bin_size"] == 8
+    assert ds.sst.attrs["standard_name"] == "sea_surface_temperature"
+    assert np.isfinite(ds.qa_rebin_rmse.values).all()
+    before = tree_digest(root / "recon.zarr")
+    assert infer_flow(cfg, a, b)["summary"]["unchanged"] == 8
+    assert {k: v for k, v in tree_digest(root / "recon.zarr").items() if k != "zarr.json"} == \
+        {k: v for k, v in before.items() if k != "zarr.json"}
+    assert DailyStore(cfg.stores.output).marker(a)["model_id"] == "tiny-1"
+
+
+def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
+    cfg, _root = prepared
+    if ModelRegistry(cfg.stores.registry).current() is None:
+        train_flow(cfg, START, START + dt.timedelta(days=15), model_id="tiny-1")
+    a, b = START + dt.timedelta(days=18), START + dt.timedelta(days=N_DAYS - 1)
+    report = evaluate_flow(cfg, a, b, str(tmp_path / "m.json"), plots_dir=str(tmp_path / "plots"))
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert set(saved["methods"]) >= {"model", "cubic", "linear", "bicubic_lr"}
+    for m in saved["methods"].values():
+        assert set(m) == {"rmse", "mae", "bias", "psnr", "ssim", "hfen"}
+        assert np.isfinite(list(m.values())).all()
+    # cubic of exact sensors beats the 2°-bin field itself on this smooth field
+    assert saved["methods"]["cubic"]["rmse"] < saved["methods"]["lr_bins"]["rmse"]
+    assert (tmp_path / "plots" / "spectra.png").stat().st_size > 10_000
+    assert any(p.name.startswith("maps-") for p in (tmp_path / "plots").iterdir())
+    assert report["n_days"] == 6
