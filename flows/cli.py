@@ -254,6 +254,13 @@ def show_config(config: ConfigOpt = None) -> None:
     out.print_json(json.dumps(cfg.model_dump(mode="json")))
 
 
+# ---- operations: daily runs, backfills, deployments (flows/daily.py, backfill.py, deployments.py) ----
+# (commands below this line are registered by the operations modules' authors)
+
+
+# ---- end of operations commands ----
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
