@@ -258,6 +258,114 @@ def show_config(config: ConfigOpt = None) -> None:
 # (commands below this line are registered by the operations modules' authors)
 
 
+def _exit_if_partial(result: dict[str, Any]) -> None:
+    if not result["ok"]:
+        days = result.get("failed_days", [])
+        err.print(f"[yellow]some days failed or were missing[/] {days[:10]}{' …' if len(days) > 10 else ''}")
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def daily(
+    date: Annotated[dt.datetime | None, typer.Option("--date", formats=["%Y-%m-%d"],
+                    help="day to process (default: today UTC minus --lag-days)")] = None,
+    model: Annotated[str | None, typer.Option(help="model id, 'current' (default) or 'latest'")] = None,
+    qa_threshold: Annotated[float | None, typer.Option(help="flag days whose re-binned QA RMSE exceeds this, °C")] = None,
+    lag_days: Annotated[int, typer.Option(min=0, help="days between the run date and the day processed")] = 1,
+    preliminary_window: Annotated[int, typer.Option(min=0, help="days back to look for preliminary days to refresh")] = 21,
+    dask_address: Annotated[str | None, typer.Option(help="existing Dask scheduler; default a LocalCluster")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Ingest, prepare and reconstruct one day, refresh preliminary days, QA, artifacts."""
+    from flows.daily import daily_flow
+
+    try:
+        cfg = _config(config, **{"dask.address": dask_address, "dask.n_workers": workers})
+        result = daily_flow(cfg, date.date() if date else None, model, qa_threshold, lag_days, preliminary_window)
+    except (SeedfieldError, StoreError, RegistryError) as exc:
+        _fail(exc)
+    counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
+    out.print(f"daily [bold]{result['day']}[/] with model {result['model_id']} → {result['store']}: {counts}")
+    if result["reingested"]:
+        out.print(f"refreshed preliminary days: {', '.join(result['reingested'])}")
+    if result["qa_flagged"]:
+        err.print(f"[yellow]QA above {qa_threshold} °C[/]: {', '.join(result['qa_flagged'])}")
+    _exit_if_partial(result)
+
+
+@app.command()
+def backfill(
+    start: DateArg,
+    end: DateArg,
+    chunk_days: Annotated[int, typer.Option(min=1, help="days per chunk (one ingest/prepare/infer subflow each)")] = 30,
+    force: Annotated[bool, typer.Option(help="recompute days already reconstructed by this model")] = False,
+    model: Annotated[str | None, typer.Option(help="model id, 'current' (default) or 'latest'")] = None,
+    dask_address: Annotated[str | None, typer.Option(help="existing Dask scheduler; default a LocalCluster")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Ingest, prepare and reconstruct a period chunk by chunk (resumable, locked).
+
+    Re-run the same command to resume after an interruption; a run over days another run holds
+    stops at once, naming it."""
+    from flows.backfill import backfill_flow
+
+    try:
+        cfg = _config(config, **{"dask.address": dask_address, "dask.n_workers": workers})
+        result = backfill_flow(cfg, start.date(), end.date(), chunk_days, force, model, progress_bar=True)
+    except (SeedfieldError, StoreError, RegistryError, ValueError) as exc:
+        _fail(exc)
+    counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
+    skipped = sum(1 for c in result["chunks"] if str(c["outcome"]).startswith("skipped"))
+    out.print(f"backfill {start.date()}…{end.date()} with model {result['model_id']} → [bold]{result['store']}[/]: "
+              f"{counts}; {len(result['chunks'])} chunk(s), {skipped} already done")
+    _exit_if_partial(result)
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="schedule of the daily deployment")] = "0 6 * * *",
+    timezone: Annotated[str, typer.Option("--tz", help="time zone of the cron schedule")] = "UTC",
+    limit: Annotated[int | None, typer.Option(help="most flow runs at once from this process")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the daily (scheduled), backfill and train deployments from this process.
+
+    Needs a Prefect server: `make server`, then PREFECT_API_URL=http://127.0.0.1:4200/api."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.deployments import serve_deployments
+
+    if not PREFECT_API_URL.value():
+        _fail(ValueError("PREFECT_API_URL is not set: Prefect's temporary server has no scheduler and no UI. "
+                         "Start one (`make server`) and export PREFECT_API_URL=http://127.0.0.1:4200/api"))
+    try:
+        serve_deployments(str(config) if config else None, cron=cron, tz=timezone, limit=limit)
+    except (SeedfieldError, ValueError) as exc:
+        _fail(exc)
+
+
+@app.command("deploy-train")
+def deploy_train(
+    pool: Annotated[str, typer.Option(help="process work pool with a worker on a GPU host")] = "gpu",
+    name: Annotated[str, typer.Option(help="deployment name")] = "train-gpu",
+    config: ConfigOpt = None,
+) -> None:
+    """Register the train deployment on a (GPU) process work pool.
+
+    Create the pool first (prefect work-pool create gpu --type process) and run a worker on the
+    GPU host (prefect worker start --pool gpu)."""
+    from flows.deployments import deploy_train_to_pool
+
+    try:
+        deployment_id = deploy_train_to_pool(str(config) if config else None, pool, name)
+    except (SeedfieldError, ValueError) as exc:
+        _fail(exc)
+    out.print(f"deployment [bold]train/{name}[/] ({deployment_id}) on work pool {pool!r}; start a worker with "
+              f"`prefect worker start --pool {pool}` and run it with "
+              f"`prefect deployment run train/{name} -p start=YYYY-MM-DD -p end=YYYY-MM-DD`")
+
 # ---- end of operations commands ----
 
 

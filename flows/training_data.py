@@ -32,19 +32,41 @@ class _Lazy:
 
 
 class StoredSeedings(_Lazy):
-    """The seedings written by the prepare flow: the same sensors every epoch (the paper's setup)."""
+    """The seedings written by the prepare flow: the same sensors every epoch (the paper's setup).
 
-    def __init__(self, path: str, days: list[dt.date], storage_options: dict[str, Any] | None = None) -> None:
+    Samples read once are kept in memory up to ``cache_bytes`` (per process): a regional training
+    set fits whole, so epochs after the first read no Zarr at all.
+    """
+
+    def __init__(
+        self, path: str, days: list[dt.date], storage_options: dict[str, Any] | None = None,
+        cache_bytes: int = 2 * 2**30,
+    ) -> None:
         self.path, self.days, self.options = path, list(days), storage_options
+        self.cache_bytes = cache_bytes
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_cache", None)
+        state.pop("_cached_bytes", None)
+        return state
 
     def __len__(self) -> int:
         return len(self.days)
 
     def sample(self, i: int, epoch: int) -> dict[str, Any]:
+        cache = self.__dict__.setdefault("_cache", {})
+        if i in cache:
+            return dict(cache[i])
         day = self.days[i]
         out: dict[str, Any] = self._store(self.path, self.options).read_day(day, SEEDED)
         out["day_of_year"] = day.timetuple().tm_yday
-        return out
+        size = sum(v.nbytes for v in out.values() if isinstance(v, np.ndarray))
+        used = self.__dict__.get("_cached_bytes", 0)
+        if used + size <= self.cache_bytes:
+            cache[i] = out
+            self._cached_bytes = used + size
+        return dict(out)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -155,6 +155,23 @@ class DailyStore:
     def refresh(self) -> None:
         """Forget cached metadata (after another process changed the store)."""
         self._group = None
+        self._arrays: dict[str, zarr.Array] = {}
+        self._axis: tuple[dt.date, int] | None = None
+
+    def array(self, name: str) -> zarr.Array:
+        """The zarr array ``name``, opened once per store object."""
+        arrays = self.__dict__.setdefault("_arrays", {})
+        if name not in arrays:
+            arrays[name] = self.group[name]
+        return arrays[name]
+
+    def _time_axis(self) -> tuple[dt.date, int]:
+        axis = self.__dict__.get("_axis")
+        if axis is None:
+            arr = self.group["time"]
+            axis = (EPOCH + dt.timedelta(days=int(arr[0])), int(arr.shape[0]))
+            self._axis = axis
+        return axis
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -169,12 +186,15 @@ class DailyStore:
         return [EPOCH + dt.timedelta(days=int(n)) for n in numbers]
 
     def index(self, day: dt.date) -> int:
-        """Position of ``day`` on the time axis."""
-        arr = self.group["time"]
-        first = EPOCH + dt.timedelta(days=int(arr[0]))
+        """Position of ``day`` on the time axis (re-read once if another process grew it)."""
+        first, n = self._time_axis()
         i = (day - first).days
-        if not 0 <= i < arr.shape[0]:
-            last = first + dt.timedelta(days=arr.shape[0] - 1)
+        if 0 <= i < n:
+            return i
+        self.refresh()
+        first, n = self._time_axis()
+        if not 0 <= i < n:
+            last = first + dt.timedelta(days=n - 1)
             raise StoreError(f"{self.path}: day {day} is outside the store's time axis {first}…{last}")
         return i
 
@@ -216,7 +236,7 @@ class DailyStore:
         """Region-write one day of each named daily variable (exactly one chunk each)."""
         i = self.index(day)
         for name, values in arrays.items():
-            arr = self.group[name]
+            arr = self.array(name)
             values = np.asarray(values)
             if values.shape != arr.shape[1:]:
                 raise StoreError(
@@ -226,7 +246,7 @@ class DailyStore:
 
     def read_day(self, day: dt.date, names: Iterable[str]) -> dict[str, np.ndarray]:
         i = self.index(day)
-        return {name: np.asarray(self.group[name][i]) for name in names}
+        return {name: np.asarray(self.array(name)[i]) for name in names}
 
     def read_static(self, name: str) -> np.ndarray:
         return np.asarray(self.group[name][...])

@@ -1,0 +1,213 @@
+"""Daily flow: one new day through ingest → prepare → infer, preliminary days refreshed, QA'd.
+
+Run by the ``daily`` deployment every morning (flows/deployments.py), or by hand with
+``seedfield daily [--date DAY]``. Without a day, the day is the UTC date of the flow run's
+*scheduled* start time minus ``lag_days`` (so a late or re-run slot still processes its own day).
+
+Steps (each a subflow, so the UI shows them as nested runs):
+
+1. ingest the day;
+2. re-ingest the days of the last ``preliminary_window`` days stored from a ``_preliminary``
+   file: ingest is idempotent and a final file replaces a preliminary day when it appears;
+3. prepare the day and every re-ingested day whose raw bytes changed;
+4. infer them with the current model (or ``model_id``);
+5. QA: a day whose re-binned RMSE exceeds ``qa_threshold`` is flagged (log warning, artifacts);
+6. artifacts: ``daily-summary`` (markdown), ``daily-qa`` (table, one row per day processed),
+   ``daily-quicklook`` (markdown with the day's map embedded as a base64 PNG data: URI, so the
+   UI shows it with no file server).
+
+The days written are locked in the three stores for the run (flows/locks.py), so a backfill
+over the same days cannot run at the same time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run as runtime_flow_run
+
+from flows.config import ConfigError, SeedfieldConfig
+from flows.dask_runtime import dask_client
+from flows.infer import infer_flow
+from flows.ingest import ingest_flow
+from flows.locks import pipeline_locks
+from flows.prepare import prepare_flow
+from flows.reports import DayOutcome, summarise
+from pipeline.quicklook import data_uri, quicklook_png
+from storage.daily_store import DailyStore
+from storage.model_registry import ModelRegistry
+
+DONE = ("ok", "unchanged")
+
+
+def resolve_day(day: dt.date | dt.datetime | str | None, lag_days: int = 1,
+                scheduled: dt.datetime | None = None) -> dt.date:
+    """The day to process: ``day`` if given, else the UTC date of the scheduled start − lag."""
+    if day is not None:
+        if isinstance(day, dt.datetime):
+            return day.date()
+        if isinstance(day, dt.date):
+            return day
+        return dt.date.fromisoformat(str(day))
+    when = scheduled if scheduled is not None else runtime_flow_run.scheduled_start_time
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).date() - dt.timedelta(days=int(lag_days))
+
+
+def daily_run_name() -> str:
+    """``daily-YYYY-MM-DD`` for the day the run will process (called by Prefect before the body)."""
+    params = runtime_flow_run.parameters
+    return f"daily-{resolve_day(params.get('day'), int(params.get('lag_days', 1)))}"
+
+
+@contextmanager
+def shared_dask(config: SeedfieldConfig) -> Iterator[SeedfieldConfig]:
+    """A config whose subflows all use one Dask cluster: the configured one, or a LocalCluster
+    started once here (instead of one per subflow)."""
+    if config.dask.address:
+        yield config
+        return
+    with dask_client(config.dask) as client:
+        dask = config.dask.model_copy(update={"address": client.scheduler.address})
+        yield config.model_copy(update={"dask": dask})
+
+
+def preliminary_days(raw: DailyStore, day: dt.date, window: int) -> list[dt.date]:
+    """Days of ``[day − window, day − 1]`` stored (ok) from a preliminary file."""
+    if not DailyStore.exists(raw.path, raw.storage_options):
+        return []
+    found = []
+    for i in range(window, 0, -1):
+        d = day - dt.timedelta(days=i)
+        m = raw.marker(d)
+        if m and m.get("status") == "ok" and m.get("preliminary"):
+            found.append(d)
+    return found
+
+
+def _qa_rows(rows: list[dict[str, Any]], raw: DailyStore, qa_threshold: float | None) -> list[dict[str, Any]]:
+    table = []
+    for r in rows:
+        m = raw.marker(dt.date.fromisoformat(r["day"])) or {}
+        rmse = r.get("qa_rebin_rmse")
+        if rmse is None:
+            qa = "—"
+        elif qa_threshold is not None and rmse > qa_threshold:
+            qa = f"ABOVE {qa_threshold:g} °C"
+        else:
+            qa = "ok"
+        table.append({
+            "day": r["day"], "status": r["status"], "qa_rebin_rmse": rmse,
+            "qa_rebin_bias": r.get("qa_rebin_bias"), "qa": qa,
+            "source": str(m.get("source", "")).rsplit("/", 1)[-1],
+            "preliminary": bool(m.get("preliminary", False)), "message": r.get("message", ""),
+        })
+    return table
+
+
+def _quicklook(config: SeedfieldConfig, day: dt.date, model_id: str) -> str | None:
+    out = DailyStore(config.stores.output, config.stores.storage_options or None)
+    marker = out.marker(day)
+    if not marker or marker.get("status") != "ok":
+        return None
+    sst = out.read_day(day, ["sst"])["sst"]
+    land = out.read_static("land_mask").astype(bool)
+    png = quicklook_png(sst, out.read_static("lat"), out.read_static("lon"), land,
+                        f"reconstructed SST {day} ({model_id})")
+    return (f"## Quicklook {day}\n\n![reconstructed SST {day}]({data_uri(png)})\n\n"
+            f"Model `{model_id}`, re-binned QA RMSE {marker.get('qa_rebin_rmse')} °C, "
+            f"store `{out.path}`. PNG {len(png) / 1024:.0f} KiB, embedded as a data: URI.\n")
+
+
+def run_daily(
+    config: SeedfieldConfig, day: dt.date, model_id: str | None = None, qa_threshold: float | None = None,
+    preliminary_window: int = 21,
+) -> dict[str, Any]:
+    """The body of the daily flow (also used by the deployment's entry flow); needs a flow run."""
+    logger = get_run_logger()
+    if not config.archive.source:
+        raise ConfigError("config key 'archive.source': not set; the daily run needs the archive")
+    if preliminary_window < 0:
+        raise ConfigError(f"preliminary_window must be ≥ 0, got {preliminary_window}")
+    registry = ModelRegistry(config.stores.registry)
+    model_id = registry.resolve(model_id)
+    opts = config.stores.storage_options or None
+    raw = DailyStore(config.stores.raw, opts)
+    first = day - dt.timedelta(days=preliminary_window)
+    purpose = f"daily {day} (flow run {runtime_flow_run.id or 'local'})"
+    with pipeline_locks(config, first, day, purpose) as held, shared_dask(config) as cfg:
+        for lock in held:
+            for who in lock.took_over:
+                logger.warning("took over a stale lock of %s: %s", lock.store, who)
+        ingest_flow(cfg, day, day)
+        targets = [day] if (raw.marker(day) or {}).get("status") == "ok" else []
+        prelim = preliminary_days(raw, day, preliminary_window)
+        reingested: list[dt.date] = []
+        if prelim:
+            before = {d: raw.marker(d) for d in prelim}
+            logger.info("re-ingesting %d preliminary day(s) %s…%s", len(prelim), prelim[0], prelim[-1])
+            ingest_flow(cfg, prelim[0], prelim[-1])
+            for d in prelim:
+                after = raw.marker(d) or {}
+                if after.get("status") == "ok" and after.get("sha256") != (before[d] or {}).get("sha256"):
+                    reingested.append(d)
+                    logger.info("%s: replaced by %s", d, str(after.get("source")).rsplit("/", 1)[-1])
+            targets = sorted({*targets, *reingested})
+        rows: list[dict[str, Any]] = []
+        if targets:
+            lo, hi = targets[0], targets[-1]
+            prepare_flow(cfg, lo, hi)
+            inferred = infer_flow(cfg, lo, hi, model_id, qa_threshold=qa_threshold)
+            wanted = {d.isoformat() for d in targets}
+            rows = [r for r in inferred["days"] if r["day"] in wanted]
+    if day not in targets:
+        m = raw.marker(day) or {}
+        rows.insert(0, {"day": day.isoformat(), "status": m.get("status", "missing"),
+                        "message": m.get("error") or "the day could not be ingested"})
+    rows.sort(key=lambda r: r["day"])
+    flagged = [r["day"] for r in rows if qa_threshold is not None and (r.get("qa_rebin_rmse") or 0) > qa_threshold]
+    for d in flagged:
+        logger.warning("QA: %s re-binned RMSE above the threshold %s °C", d, qa_threshold)
+    failed = [r["day"] for r in rows if r["status"] not in DONE]
+    for r in rows:
+        if r["status"] not in DONE:
+            logger.warning("%s %s: %s", r["day"], r["status"], r.get("message", ""))
+    counts = summarise(DayOutcome(r["day"], r["status"]) for r in rows)
+    table = _qa_rows(rows, raw, qa_threshold)
+    create_table_artifact(table, key="daily-qa", description=f"daily run {day}: per-day QA, model {model_id}")
+    ql = _quicklook(config, day, model_id)
+    if ql:
+        create_markdown_artifact(ql, key="daily-quicklook", description=f"reconstructed SST {day}")
+    create_markdown_artifact(
+        f"## Daily run {day}\n\nModel `{model_id}` → `{config.stores.output}`\n\n"
+        f"Re-ingested preliminary days replaced by final files: "
+        f"{', '.join(str(d) for d in reingested) or 'none'}\n\n"
+        "| status | days |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in counts.items() if v)
+        + (f"\n**QA**: {len(flagged)} day(s) above {qa_threshold} °C: {', '.join(flagged)}\n" if flagged else "")
+        + (f"\n**Failed or missing**: {', '.join(failed)}\n" if failed else ""),
+        key="daily-summary",
+    )
+    logger.info("daily %s with %s: %s; re-ingested %s; QA flagged %s", day, model_id, counts,
+                [str(d) for d in reingested], flagged)
+    return {"day": day.isoformat(), "store": config.stores.output, "model_id": model_id, "summary": counts,
+            "days": rows, "reingested": [d.isoformat() for d in reingested], "qa_flagged": flagged,
+            "failed_days": failed, "ok": not failed}
+
+
+@flow(name="daily", flow_run_name=daily_run_name)
+def daily_flow(
+    config: SeedfieldConfig,
+    day: dt.date | None = None,
+    model_id: str | None = None,
+    qa_threshold: float | None = None,
+    lag_days: int = 1,
+    preliminary_window: int = 21,
+) -> dict[str, Any]:
+    """Process one day (default: scheduled date − ``lag_days``) and refresh preliminary days."""
+    return run_daily(config, resolve_day(day, lag_days), model_id, qa_threshold, preliminary_window)

@@ -1,0 +1,184 @@
+"""Backfills: killed with SIGKILL part way and started again, they end with every day written once
+and byte-identical to an uninterrupted backfill; overlapping runs are refused by the lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.backfill import backfill_flow, chunk_ranges
+from flows.cli import EXIT_BAD_INPUT, app
+from flows.config import ConfigError, load_config
+from flows.ingest import ingest_flow
+from flows.locks import LOCK_DIR, LockError, acquire
+from flows.prepare import prepare_flow
+from flows.train import train_flow
+from pipeline.grid import Region
+from pipeline.sample_archive import write_sample_archive
+from storage.daily_store import DailyStore
+from tests.helpers_flows import tree_digest
+
+REPO = Path(__file__).resolve().parents[1]
+START = dt.date(2015, 3, 1)
+N_DAYS = 6
+CHUNK = 2
+DAYS = [START + dt.timedelta(days=i) for i in range(N_DAYS)]
+REGION = Region(south=24.0, north=36.0, west=290.0, east=314.0)  # 48 × 96 native cells
+runner = CliRunner()
+
+
+def write_toml(path: Path, overrides: dict[str, Any]) -> Path:
+    """A config file from dotted keys (one level of sections)."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    text = "".join(
+        f"[{s}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in kv.items()) + "\n"
+        for s, kv in sections.items()
+    )
+    path.write_text(text)
+    return path
+
+
+def stores(root: Path, name: str) -> dict[str, str]:
+    return {"stores.raw": str(root / name / "raw.zarr"), "stores.seedings": str(root / name / "seedings.zarr"),
+            "stores.output": str(root / name / "recon.zarr")}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory, dask_cluster, prefect_server):
+    """A regional sample archive and a tiny published model (trained on its own stores)."""
+    root = tmp_path_factory.mktemp("backfill")
+    write_sample_archive(root / "archive", START, N_DAYS, region=REGION)
+    common = {
+        "archive.source": str(root / "archive"), "stores.registry": str(root / "models"),
+        "dask.address": dask_cluster.scheduler_address,
+        "seeding.bin_size": 8, "seeding.upsampling": 4, "seeding.sensors_per_bin": 6,
+        "train.epochs": 1, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
+        # CPU kernels block a batch differently by its size (~1e-6 °C): one day per forward pass
+        # makes each day's bytes independent of which other days a (resumed) run computes with it.
+        "infer.batch_size": 1,
+    }
+    cfg = load_config(None, {**common, **stores(root, "train")})
+    assert ingest_flow(cfg, DAYS[0], DAYS[3])["ok"]
+    assert prepare_flow(cfg, DAYS[0], DAYS[3])["ok"]
+    train_flow(cfg, DAYS[0], DAYS[3], model_id="tiny")
+    return root, common
+
+
+def day_chunks(path: str) -> dict[str, str]:
+    """sha256 of every chunk of the store's daily variables (``sst/c/3/0/0`` …)."""
+    names = set(DailyStore(path).daily_names())
+    return {k: v for k, v in tree_digest(Path(path)).items() if k.split("/")[0] in names and "/c/" in k}
+
+
+def markers(path: str) -> dict[str, dict[str, Any]]:
+    """Commit markers without their time stamp and store-path fields."""
+    return {d.isoformat(): {k: v for k, v in m.items() if k not in ("written_at", "source")}
+            for d, m in DailyStore(path).markers().items()}
+
+
+def test_chunks_cover_the_period_in_order():
+    assert chunk_ranges(DAYS[0], DAYS[-1], 4) == [(DAYS[0], DAYS[3]), (DAYS[4], DAYS[5])]
+    with pytest.raises(ConfigError, match="chunk_days"):
+        chunk_ranges(DAYS[0], DAYS[-1], 0)
+
+
+def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    root, common = sample
+    # 1. the reference: an uninterrupted backfill
+    ref = load_config(None, {**common, **stores(root, "a")})
+    result = backfill_flow(ref, DAYS[0], DAYS[-1], chunk_days=CHUNK)
+    assert result["ok"] and result["summary"]["ok"] == N_DAYS and len(result["chunks"]) == 3
+
+    # 2. the same backfill in another process, SIGKILLed once its first chunk is committed
+    cfg_b = {**common, **stores(root, "b")}
+    toml = write_toml(tmp_path / "b.toml", cfg_b)
+    out_b = DailyStore(cfg_b["stores.output"])
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    log = tmp_path / "killed.log"
+    args = ["backfill", "--start", str(DAYS[0]), "--end", str(DAYS[-1]), "--chunk-days", str(CHUNK), "--config", str(toml)]
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, stdout=fh,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not all((out_b.marker(d) or {}).get("status") == "ok" for d in DAYS[:CHUNK]):
+            assert proc.poll() is None, f"backfill exited early ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"first chunk not committed in time:\n{log.read_text()[-3000:]}"
+            time.sleep(0.1)
+        # 3. while it runs, a second backfill over overlapping days is refused, naming the holder
+        r = runner.invoke(app, ["backfill", "--start", str(DAYS[1]), "--end", str(DAYS[3]), "--config", str(toml)])
+        said = " ".join(r.output.split())
+        assert r.exit_code == EXIT_BAD_INPUT, r.output
+        assert "are locked by backfill" in said and f"pid {proc.pid} " in said, said
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    done_at_kill = [d for d in DAYS if (out_b.marker(d) or {}).get("status") == "ok"]
+    assert len(done_at_kill) < N_DAYS, "the backfill finished before it could be killed"
+    assert len(list((root / "b" / LOCK_DIR).glob("*.lock"))) == 3  # raw, seedings, reconstruction
+    first = {d: out_b.marker(d)["written_at"] for d in DAYS[:CHUNK]}
+    first_files = {p: p.stat().st_mtime_ns for p in (root / "b" / "recon.zarr" / "sst" / "c").rglob("*")
+                   if p.is_file() and int(p.relative_to(root / "b" / "recon.zarr" / "sst" / "c").parts[0]) < CHUNK}
+
+    # 4. started again: the dead run's locks are taken over, done chunks skipped, the rest written
+    result = backfill_flow(load_config(toml), DAYS[0], DAYS[-1], chunk_days=CHUNK)
+    assert result["ok"], result
+    assert len(result["took_over_locks"]) == 3 and all(f"pid {proc.pid} " in w for w in result["took_over_locks"])
+    assert result["chunks"][0]["outcome"] == "skipped (all days done)"
+    assert result["summary"]["skipped"] >= CHUNK and result["summary"]["ok"] + result["summary"]["skipped"] == N_DAYS
+    assert not list((root / "b" / LOCK_DIR).glob("*.lock"))
+
+    # every day once, and the same bytes as the uninterrupted run
+    for name in ("raw.zarr", "seedings.zarr", "recon.zarr"):
+        a, b = str(root / "a" / name), str(root / "b" / name)
+        assert DailyStore(b).days == DAYS and DailyStore(b).committed_days() == DAYS
+        assert day_chunks(b) == day_chunks(a) and len(day_chunks(a)) >= N_DAYS, name
+        assert markers(b) == markers(a), name
+    assert {d: out_b.marker(d)["written_at"] for d in DAYS[:CHUNK]} == first  # not rewritten
+    assert {p: p.stat().st_mtime_ns for p in first_files} == first_files
+
+
+def test_locks_refuse_overlaps_allow_disjoint_take_over_dead_holders(tmp_path):
+    store = str(tmp_path / "recon.zarr")
+    d = [START + dt.timedelta(days=i) for i in range(20)]
+    held = acquire(store, d[0], d[4], "backfill one")
+    with pytest.raises(LockError, match=r"locked by backfill one \(pid \d+ on "):
+        acquire(store, d[4], d[8], "backfill two")
+    disjoint = acquire(store, d[5], d[8], "backfill three")
+    other_store = acquire(str(tmp_path / "other.zarr"), d[0], d[4], "other store")
+    for lock in (disjoint, other_store, held):
+        lock.release()
+    again = acquire(store, d[0], d[8], "after release")
+    again.release()
+
+    # a holder that died without releasing: its lock is taken over with a note
+    code = ("import datetime as dt, os; from flows.locks import acquire; "
+            f"acquire({store!r}, dt.date.fromisoformat('{d[10]}'), dt.date.fromisoformat('{d[12]}'), 'crashed run'); "
+            "os._exit(0)")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    assert len(list((tmp_path / LOCK_DIR).glob("*.lock"))) == 1
+    taken = acquire(store, d[11], d[11], "new run")
+    assert len(taken.took_over) == 1 and "crashed run" in taken.took_over[0]
+    taken.release()
+
+    # a holder on another host cannot be checked from here: held, and the message says what to do
+    foreign = acquire(store, d[15], d[16], "remote run")
+    body = json.loads(foreign.path.read_text())
+    foreign.path.write_text(json.dumps({**body, "hostname": "elsewhere"}))
+    with pytest.raises(LockError, match="another host"):
+        acquire(store, d[16], d[18], "local run")
+    foreign.path.unlink()
