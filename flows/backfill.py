@@ -28,7 +28,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.config import ConfigError, SeedfieldConfig
-from flows.daily import shared_dask
+from flows.dask_runtime import shared_dask
 from flows.infer import infer_flow
 from flows.ingest import ingest_flow
 from flows.locks import pipeline_locks

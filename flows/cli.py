@@ -166,7 +166,7 @@ def train(
     processes: Annotated[int | None, typer.Option(help="DDP processes via torchrun (0 = one per GPU)")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Train RaSeedGAN on the prepared days of [start, end] (the last 20 % validate) and publish it."""
+    """Train RaSeedGAN on the prepared days from --start to --end (the last 20 % validate) and publish it."""
     from flows.train import train_flow
 
     try:
@@ -193,7 +193,7 @@ def infer(
     force: Annotated[bool, typer.Option(help="recompute days already written by this model")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Reconstruct every prepared day of [start, end] into the output Zarr store."""
+    """Reconstruct every prepared day from --start to --end into the output Zarr store."""
     from flows.infer import infer_flow
 
     try:
@@ -217,7 +217,7 @@ def evaluate(
     plots: Annotated[Path | None, typer.Option(help="directory for maps and spectra PNGs")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Score the model against cubic, linear, bicubic-of-bins and the LR bins over [start, end]."""
+    """Score the model against cubic, linear, bicubic-of-bins and the LR bins from --start to --end."""
     from flows.evaluate import evaluate_flow, markdown_table
 
     try:
@@ -233,14 +233,13 @@ def evaluate(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the demo writes everything")] = Path("demo-output"),
-    days: Annotated[int, typer.Option(min=2, help="days of sample data")] = 30,
 ) -> None:
     """Run the main job end to end on the bundled sample and say where the results are."""
     from flows.demo import run_demo
 
     try:
-        run_demo(out_dir, days, console=out)
-    except (SeedfieldError, StoreError) as exc:
+        run_demo(out_dir, console=out)
+    except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
 
 

@@ -23,8 +23,6 @@ over the same days cannot run at the same time.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -32,7 +30,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.config import ConfigError, SeedfieldConfig
-from flows.dask_runtime import dask_client
+from flows.dask_runtime import shared_dask
 from flows.infer import infer_flow
 from flows.ingest import ingest_flow
 from flows.locks import pipeline_locks
@@ -64,18 +62,6 @@ def daily_run_name() -> str:
     """``daily-YYYY-MM-DD`` for the day the run will process (called by Prefect before the body)."""
     params = runtime_flow_run.parameters
     return f"daily-{resolve_day(params.get('day'), int(params.get('lag_days', 1)))}"
-
-
-@contextmanager
-def shared_dask(config: SeedfieldConfig) -> Iterator[SeedfieldConfig]:
-    """A config whose subflows all use one Dask cluster: the configured one, or a LocalCluster
-    started once here (instead of one per subflow)."""
-    if config.dask.address:
-        yield config
-        return
-    with dask_client(config.dask) as client:
-        dask = config.dask.model_copy(update={"address": client.scheduler.address})
-        yield config.model_copy(update={"dask": dask})
 
 
 def preliminary_days(raw: DailyStore, day: dt.date, window: int) -> list[dt.date]:

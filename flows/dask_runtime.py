@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 from prefect import task
 from prefect.cache_policies import NONE
 
-from flows.config import DaskSettings
+from flows.config import DaskSettings, SeedfieldConfig
 
 _ACTIVE: list[Client] = []
 
@@ -64,6 +64,18 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
         _ACTIVE.remove(client)
         client.close()
         cluster.close()
+
+
+@contextmanager
+def shared_dask(config: SeedfieldConfig) -> Iterator[SeedfieldConfig]:
+    """A config whose subflows all use one Dask cluster: the configured one, or a LocalCluster
+    started once here (instead of one per subflow)."""
+    if config.dask.address:
+        yield config
+        return
+    with dask_client(config.dask) as client:
+        dask = config.dask.model_copy(update={"address": client.scheduler.address})
+        yield config.model_copy(update={"dask": dask})
 
 
 def _run_on_dask(label: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

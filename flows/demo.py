@@ -1,48 +1,94 @@
-"""`seedfield demo`: the main job end to end on the embedded defaults (bundled real data,
-local Zarr stores, Prefect's temporary local server, a local Dask cluster)."""
+"""`seedfield demo`: the main job end to end on the embedded defaults — bundled real data (a
+sample archive derived from NOAA ERSSTv5 in the OISST v2.1 layout), local Zarr stores, Prefect's
+temporary local server, a local Dask cluster.
+
+Timeline (a North-Atlantic crop, 128 × 256 cells at 0.25°):
+  archive 2010-01-01 … 2017-12-31 → ingest and prepare all but the last day
+  → train on 2010 … 2016 (the last 20 % validate) → backfill 2017-07-01 … 2017-12-30
+  → the daily flow for 2017-12-31 (ingests, prepares, infers it) → evaluate 2017-07 … 2017-12
+  against cubic, linear and bicubic-of-bins interpolation.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
 
-from flows.config import load_config
+from flows.backfill import backfill_flow
+from flows.config import SeedfieldConfig, load_config
+from flows.daily import daily_flow
+from flows.evaluate import evaluate_flow, markdown_table
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
+from flows.train import train_flow
+from pipeline.grid import Region
 from pipeline.sample_archive import write_sample_archive
 
-DEMO_START = dt.date(2019, 1, 1)
-DEMO_DAYS = 30
+DEMO_REGION = Region(south=20.0, north=52.0, west=280.0, east=344.0)
+FIRST = dt.date(2010, 1, 1)
+LAST = dt.date(2017, 12, 31)
+TRAIN = (dt.date(2010, 1, 1), dt.date(2016, 12, 31))
+TEST = (dt.date(2017, 7, 1), dt.date(2017, 12, 31))
 
 
-def run_demo(out: Path, days: int = DEMO_DAYS, console: Console | None = None) -> dict[str, str]:
-    """Sample archive → ingest → prepare, under ``out``. Returns where everything is."""
+def demo_config(out: Path) -> SeedfieldConfig:
+    """The embedded demo configuration with every store under ``out``."""
+    with resources.as_file(resources.files("flows") / "demo.toml") as path:
+        return load_config(path, {
+            "archive.source": str(out / "archive"),
+            "stores.raw": str(out / "raw.zarr"),
+            "stores.seedings": str(out / "seedings.zarr"),
+            "stores.output": str(out / "reconstruction.zarr"),
+            "stores.registry": str(out / "models"),
+            "stats.start": TRAIN[0].isoformat(),
+            "stats.end": TRAIN[1].isoformat(),
+        })
+
+
+def run_demo(out: Path, console: Console | None = None) -> dict[str, str]:
+    """Run the demo under ``out`` and return where everything is."""
     console = console or Console()
     out = out.resolve()
+    cfg = demo_config(out)
+    t0 = time.perf_counter()
+    step = dt.timedelta(days=1)
+
+    def stage(text: str) -> None:
+        console.rule(f"[bold]{text}[/]  ({time.perf_counter() - t0:.0f} s)")
+
+    stage(f"1/7 sample archive {FIRST} … {LAST} (OISST v2.1 layout, derived from bundled ERSSTv5)")
     archive = out / "archive"
-    end = DEMO_START + dt.timedelta(days=days - 1)
-    console.rule(f"seedfield demo: {DEMO_START} … {end}, global 0.25° OISST layout")
     if not archive.exists():
-        console.print(f"writing the sample archive (derived from bundled ERSSTv5) to {archive}")
-        write_sample_archive(archive, DEMO_START, days)
-    cfg = load_config(None, {
-        "archive.source": str(archive),
-        "stores.raw": str(out / "raw.zarr"),
-        "stores.seedings": str(out / "seedings.zarr"),
-    })
-    ingest_flow(cfg, DEMO_START, end, report=str(out / "ingest-report.json"), progress_bar=True)
-    prepare_flow(cfg, DEMO_START, end, report=str(out / "prepare-report.json"), progress_bar=True)
+        write_sample_archive(archive, FIRST, (LAST - FIRST).days + 1, region=DEMO_REGION)
+    stage("2/7 ingest")
+    ingest_flow(cfg, FIRST, LAST - step, report=str(out / "ingest-report.json"), progress_bar=True)
+    stage("3/7 prepare: random sensors, LR bins, HR sparse targets, statistics")
+    prepare_flow(cfg, FIRST, LAST - step, report=str(out / "prepare-report.json"), progress_bar=True)
+    stage(f"4/7 train RaSeedGAN on {TRAIN[0]} … {TRAIN[1]}")
+    model = train_flow(cfg, TRAIN[0], TRAIN[1], model_id="demo")
+    stage(f"5/7 backfill {TEST[0]} … {LAST - step}")
+    backfill_flow(cfg, TEST[0], LAST - step, chunk_days=92)
+    stage(f"6/7 daily run for {LAST}")
+    daily_flow(cfg, LAST)
+    stage(f"7/7 evaluate {TEST[0]} … {TEST[1]} against the full-resolution truth")
+    report = evaluate_flow(cfg, TEST[0], TEST[1], str(out / "metrics.json"), plots_dir=str(out / "plots"),
+                           progress_bar=True)
+    console.print(markdown_table(report["methods"]))
     where = {
         "sample archive": str(archive),
         "raw store": cfg.stores.raw,
         "seedings store": cfg.stores.seedings,
-        "ingest report": str(out / "ingest-report.json"),
-        "prepare report": str(out / "prepare-report.json"),
+        "model": model["checkpoint"],
+        "reconstruction": cfg.stores.output,
+        "metrics": str(out / "metrics.json"),
+        **report["plots"],
     }
-    console.rule("results")
+    stage(f"done in {time.perf_counter() - t0:.0f} s; model trained in {model['seconds']:.0f} s")
     for k, v in where.items():
         console.print(f"{k:>15}: [bold]{v}[/]")
-    console.print(f"open a store with: xarray.open_zarr({cfg.stores.raw!r})")
+    console.print(f"open the reconstruction with: xarray.open_zarr({cfg.stores.output!r})")
     return where

@@ -212,7 +212,7 @@ def acquire(store_path: str, start: dt.date, end: dt.date, purpose: str,
             )
         body = {**_me(), "store": str(store_path), "start": start.isoformat(), "end": end.isoformat(),
                 "purpose": purpose}
-        if not _create_exclusive(mine, body):  # only a crash between unlink and create leaves one
+        if not _create_exclusive(mine, body):  # defensive: the loop removed or refused any lock of this range
             raise LockError(f"lock file {mine} appeared while the guard was held")
     return DayRangeLock(str(store_path), start, end, mine, took_over)
 

@@ -15,7 +15,7 @@ from flows.prepare_job import params_digest, prepare_days_job, stats_partial_job
 from flows.progress import RunProgress
 from flows.reports import DayOutcome, any_failed, summarise, write_report
 from flows.windowed import run_windowed
-from pipeline.normalisation import NormStats, StreamingStats, finalize
+from pipeline.normalisation import NormStats, StreamingStats, finalize, finalize_seasonal
 from pipeline.seeding import SeedingParams, n_sensors, trim_shape
 from storage.daily_store import DailyStore, StoreError, date_range
 from storage.raw_store import LAND_MASK
@@ -64,12 +64,16 @@ def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> Dai
     )
 
 
-def stream_norm_stats(config: SeedfieldConfig, store: DailyStore, days: list[dt.date], days_per_task: int = 8) -> NormStats:
-    """Per-pixel statistics over ``days``, streamed: partial sums on the workers, merged here."""
+def stream_norm_stats(
+    config: SeedfieldConfig, store: DailyStore, days: list[dt.date], days_per_task: int = 8,
+    seasonal: bool = False,
+) -> NormStats:
+    """Per-pixel statistics over ``days``, streamed: partial sums on the workers, merged here.
+    ``seasonal`` gives (12, h, w) per-calendar-month arrays instead of annual (h, w) ones."""
     if not days:
         raise StoreError(f"{store.path}: no prepared day to compute normalisation statistics from")
-    lr = hr = None
-    job = {"seedings_path": store.path, "seedings_options": store.storage_options}
+    merged: dict[str, StreamingStats] = {}
+    job = {"seedings_path": store.path, "seedings_options": store.storage_options, "seasonal": seasonal}
     for _group, part in run_windowed(
         lambda g: on_dask.submit(f"stats-{g[0]}-{g[-1]}", stats_partial_job, {"days": g, **job}),
         chunks(days, 4 * days_per_task),
@@ -77,11 +81,16 @@ def stream_norm_stats(config: SeedfieldConfig, store: DailyStore, days: list[dt.
     ):
         if isinstance(part, Exception):
             raise part
-        plr = StreamingStats.from_arrays({k[3:]: v for k, v in part.items() if k.startswith("lr_")})
-        phr = StreamingStats.from_arrays({k[3:]: v for k, v in part.items() if k.startswith("hr_")})
-        lr = plr if lr is None else lr.merge(plr)
-        hr = phr if hr is None else hr.merge(phr)
-    return finalize(lr, hr)
+        names = {k.rsplit("_", 1)[0] for k in part}
+        for name in names:
+            st = StreamingStats.from_arrays({k: part[f"{name}_{k}"] for k in ("count", "mean", "m2")})
+            merged[name] = st if name not in merged else merged[name].merge(st)
+    if not seasonal:
+        return finalize(merged["lr"], merged["hr"])
+    return finalize_seasonal(
+        merged["lr"], merged["hr"],
+        [merged[f"lr_m{m:02d}"] for m in range(1, 13)], [merged[f"hr_m{m:02d}"] for m in range(1, 13)],
+    )
 
 
 def compute_norm_stats(

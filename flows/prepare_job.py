@@ -83,15 +83,26 @@ def prepare_days_job(
 
 
 def stats_partial_job(
-    days: list[dt.date], seedings_path: str, seedings_options: dict[str, Any] | None = None
+    days: list[dt.date], seedings_path: str, seedings_options: dict[str, Any] | None = None,
+    seasonal: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Partial normalisation sums over ``days`` (merged by the caller): one day in RAM at a time."""
+    """Partial normalisation sums over ``days`` (merged by the caller): one day in RAM at a time.
+
+    Keys ``lr_count``/``lr_mean``/``lr_m2`` and ``hr_…`` (annual); with ``seasonal`` also
+    ``lr_mNN_…``/``hr_mNN_…`` for each calendar month NN = 01…12.
+    """
     store = DailyStore(seedings_path, seedings_options)
-    lr_shape = store.group["lr_mean"].shape[1:]
-    hr_shape = store.group["hr_mean"].shape[1:]
-    lr, hr = StreamingStats(lr_shape), StreamingStats(hr_shape)
+    lr_shape = store.array("lr_mean").shape[1:]
+    hr_shape = store.array("hr_mean").shape[1:]
+    acc = {"lr": StreamingStats(lr_shape), "hr": StreamingStats(hr_shape)}
+    if seasonal:
+        for m in range(1, 13):
+            acc[f"lr_m{m:02d}"] = StreamingStats(lr_shape)
+            acc[f"hr_m{m:02d}"] = StreamingStats(hr_shape)
     for day in days:
         d = store.read_day(day, ["lr_mean", "lr_count", "hr_mean", "hr_flag"])
-        lr.update(d["lr_mean"], d["lr_count"] > 0)
-        hr.update(d["hr_mean"], d["hr_flag"] > 0)
-    return {**{f"lr_{k}": v for k, v in lr.to_arrays().items()}, **{f"hr_{k}": v for k, v in hr.to_arrays().items()}}
+        for grid, values, weight in (("lr", d["lr_mean"], d["lr_count"] > 0), ("hr", d["hr_mean"], d["hr_flag"] > 0)):
+            acc[grid].update(values, weight)
+            if seasonal:
+                acc[f"{grid}_m{day.month:02d}"].update(values, weight)
+    return {f"{name}_{k}": v for name, st in acc.items() for k, v in st.to_arrays().items()}

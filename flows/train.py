@@ -98,7 +98,7 @@ def train_task(
     procs = n_processes(config)
     t0 = time.perf_counter()
     if procs > 1:
-        np.savez(Path(workdir) / "norm.npz", **{k: getattr(norm, k) for k in ("lr_mean", "lr_std", "hr_mean", "hr_std")})
+        np.savez(Path(workdir) / "norm.npz", **{k: getattr(norm, k) for k in ("lr_mean", "lr_std", "hr_mean", "hr_std")})  # 2-D or (12, h, w)
         spec = {"train": train_spec, "val": val_spec, "norm": str(Path(workdir) / "norm.npz"),
                 "config": config.train.model_dump(mode="json"), "workdir": workdir, "upsampling": upsampling}
         spec_path = Path(workdir) / "spec.json"
@@ -147,7 +147,7 @@ def train_flow(config: SeedfieldConfig, start: dt.date, end: dt.date, model_id: 
     logger.info("model %s: %d training days %s…%s, %d validation days %s…%s", model_id,
                 len(train_days), train_days[0], train_days[-1], len(val_days), val_days[0], val_days[-1])
     with dask_client(config.dask):
-        norm = stream_norm_stats(config, store, train_days)
+        norm = stream_norm_stats(config, store, train_days, seasonal=config.train.seasonal_norm)
     params = seeding_params(store)
     registry = ModelRegistry(config.stores.registry)
     workdir = registry.workdir(model_id)

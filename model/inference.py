@@ -204,29 +204,35 @@ class InferenceEngine:
             lr_mean, lr_count = lr_mean[None], lr_count[None]
         if lr_mean.shape != lr_count.shape:
             raise ValueError(f"lr_mean {lr_mean.shape} and lr_count {lr_count.shape} differ")
-        if self.time_features:
-            if day_of_year is None:
-                raise ValueError("this generator uses time features: pass day_of_year")
-            doy = np.broadcast_to(np.asarray(day_of_year), (lr_mean.shape[0],))
-        else:
-            doy = [None] * lr_mean.shape[0]
+        doy = self._days(day_of_year, lr_mean.shape[0])
         return torch.from_numpy(np.stack([
-            make_input(m, c, self.norm, None if d is None else int(d))
+            make_input(m, c, self.norm, None if d is None else int(d), time_features=self.time_features)
             for m, c, d in zip(lr_mean, lr_count, doy, strict=True)
         ]))
+
+    def _days(self, day_of_year: np.ndarray | None, n: int) -> list[int | None]:
+        if self.time_features or self.norm.seasonal:
+            if day_of_year is None:
+                raise ValueError("this model uses time features or seasonal statistics: pass day_of_year")
+            return [int(d) for d in np.broadcast_to(np.asarray(day_of_year), (n,))]
+        return [None] * n
 
     def predict(self, lr_mean: np.ndarray, lr_count: np.ndarray,
                 day_of_year: np.ndarray | None = None) -> np.ndarray:
         """LR days → HR fields in physical units.
 
-        lr_mean: (T, h, w) NaN where empty; lr_count: (T, h, w); day_of_year: (T,) (needed only
-        with time features; ignored otherwise) → (T, H, W) float32, ``y·σ_hr + μ_hr``.
+        lr_mean: (T, h, w) NaN where empty; lr_count: (T, h, w); day_of_year: (T,) (needed with
+        time features or seasonal statistics) → (T, H, W) float32, ``y·σ_hr + μ_hr`` with the
+        day's statistics.
         Days go through the model ``batch_size`` at a time.
         """
         x = self.prepare(lr_mean, lr_count, day_of_year)
+        days = self._days(day_of_year, x.shape[0])
         out = np.empty((x.shape[0], *self.norm.hr_shape), dtype=np.float32)
         chunk = self.batch_size
         for i in range(0, x.shape[0], chunk):
             y = self.forward_normalised(x[i : i + chunk])[:, 0].cpu().numpy()
-            out[i : i + chunk] = y * self.norm.hr_std + self.norm.hr_mean
+            for j in range(y.shape[0]):
+                n = self.norm.at(days[i + j])
+                out[i + j] = y[j] * n.hr_std + n.hr_mean
         return out

@@ -97,6 +97,9 @@ class TrainConfig(BaseModel):
     n_features: int = Field(64, ge=1)
     n_res_blocks: int = Field(16, ge=0)
     time_features: bool = False
+    seasonal_norm: bool = Field(
+        False, description="per-calendar-month statistics (12, h, w) instead of the reference's annual ones"
+    )
     fresh_seedings: bool = Field(False, description="new sensors every epoch (chosen by the sample source)")
     early_stopping: bool = Field(
         True, description="keep the checkpoint before the validation content loss first rises; else the last"

@@ -29,6 +29,7 @@ __all__ = [
     "StreamingStats",
     "denormalise_output",
     "finalize",
+    "finalize_seasonal",
     "normalise_input",
     "normalise_target",
 ]
@@ -173,6 +174,29 @@ def finalize(
     lr_mean, lr_std = _finalize_one(lr, std_floor, min_count)
     hr_mean, hr_std = _finalize_one(hr, std_floor, min_count)
     return NormStats(lr_mean=lr_mean, lr_std=lr_std, hr_mean=hr_mean, hr_std=hr_std)
+
+
+def finalize_seasonal(
+    lr: StreamingStats, hr: StreamingStats, lr_months: list[StreamingStats], hr_months: list[StreamingStats],
+    std_floor: float = 1e-3, min_count: float = 5,
+) -> NormStats:
+    """Monthly statistics, arrays (12, ny, nx): each calendar month's per-pixel weighted mean and
+    std; a pixel-month with fewer than ``min_count`` samples takes the annual statistics."""
+    if len(lr_months) != 12 or len(hr_months) != 12:
+        raise ValueError("seasonal statistics need 12 monthly accumulators per grid")
+    annual = finalize(lr, hr, std_floor, min_count)
+    out = {}
+    for grid, months, a_mean, a_std in (
+        ("lr", lr_months, annual.lr_mean, annual.lr_std), ("hr", hr_months, annual.hr_mean, annual.hr_std)
+    ):
+        means, stds = [], []
+        for m in months:
+            enough = m.count >= min_count
+            means.append(np.where(enough, np.nan_to_num(m.mean), a_mean))
+            stds.append(np.maximum(np.where(enough, np.nan_to_num(m.std), a_std), std_floor))
+        out[f"{grid}_mean"] = np.stack(means).astype(np.float32)
+        out[f"{grid}_std"] = np.stack(stds).astype(np.float32)
+    return NormStats(**out)
 
 
 def normalise_input(lr_mean: np.ndarray, stats: NormStats) -> np.ndarray:

@@ -33,3 +33,33 @@ def hr_to_native(field: np.ndarray, factor: int, land: np.ndarray | None = None)
             raise ValueError(f"land mask {land.shape} does not match the native field {out.shape}")
         out[land] = np.nan
     return out
+
+
+class NativeRegridder:
+    """:func:`hr_to_native` for one fixed land mask, with the coastal fill precomputed.
+
+    The nearest-ocean lookup of all-land HR cells depends only on the mask, so it is computed
+    once here (one distance transform) and every day is then a gather plus a zoom.
+    """
+
+    def __init__(self, land: np.ndarray, factor: int) -> None:
+        self.land = np.asarray(land, dtype=bool)
+        self.factor = int(factor)
+        h, w = self.land.shape[0] // factor, self.land.shape[1] // factor
+        ocean = (~self.land[: h * factor, : w * factor]).reshape(h, factor, w, factor).any(axis=(1, 3))
+        self._source: tuple[np.ndarray, np.ndarray] | None = None
+        if factor > 1 and ocean.any() and not ocean.all():
+            _, (ii, jj) = ndimage.distance_transform_edt(~ocean, return_indices=True)
+            self._source = (ii, jj)
+
+    def __call__(self, field: np.ndarray) -> np.ndarray:
+        field = np.asarray(field, dtype=np.float32)
+        if self._source is not None:
+            field = field[self._source]
+        return hr_to_native(field, self.factor, None) if self.factor > 1 else field.copy()
+
+    def to_native(self, field: np.ndarray) -> np.ndarray:
+        """The day on the native grid, land → NaN."""
+        out = self(field)
+        out[self.land] = np.nan
+        return out

@@ -24,3 +24,13 @@ def test_coastal_cells_ignore_values_on_all_land_hr_cells():
 def test_bilinear_between_cell_centres():
     out = hr_to_native(np.array([[0.0, 4.0]], "f4"), 2)
     np.testing.assert_allclose(out[0], [0.0, 1.0, 3.0, 4.0])
+
+
+def test_regridder_equals_hr_to_native():
+    rng = np.random.default_rng(1)
+    land = rng.random((16, 24)) < 0.3
+    land[:8, :8] = True
+    field = rng.normal(size=(8, 12)).astype("f4")
+    from pipeline.regrid import NativeRegridder
+
+    np.testing.assert_array_equal(NativeRegridder(land, 2).to_native(field), hr_to_native(field, 2, land))

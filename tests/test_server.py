@@ -98,9 +98,11 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
     from prefect.client.orchestration import get_client
 
     root, common = sample
-    cfg = load_config(None, {**common, **stores(root, "d")})
-    first = daily_flow(cfg, DAYS[6])  # a preliminary file
-    assert first["ok"] and first["reingested"] == [] and first["days"][0]["status"] == "ok"
+    toml = write_toml(root / "d.toml", {**common, **stores(root, "d")})
+    cfg = load_config(toml)
+    r = runner.invoke(app, ["daily", "--date", str(DAYS[6]), "--config", str(toml)])  # a preliminary file
+    assert r.exit_code == 0, r.output
+    assert f"daily {DAYS[6]} with model tiny" in " ".join(r.output.split()) and "ok 1" in r.output
     raw = DailyStore(cfg.stores.raw)
     assert raw.marker(DAYS[6])["preliminary"] is True
     old_output = DailyStore(cfg.stores.output).marker(DAYS[6])
@@ -172,12 +174,6 @@ def _client_env(url: str, home: Path) -> dict[str, str]:
             "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
-def _sqlalchemy_2_1() -> bool:
-    import sqlalchemy
-
-    return tuple(int(p) for p in sqlalchemy.__version__.split(".")[:2]) >= (2, 1)
-
-
 def _scheduled_runs(client: Any, deployment_id: Any, wait_s: float) -> list[Any]:
     """Future runs the scheduler created for the deployment (waits up to ``wait_s``)."""
     from prefect.client.schemas.filters import (
@@ -241,14 +237,11 @@ def test_served_daily_deployment_runs_from_its_schedule_time_and_shows_artifacts
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
             deadline = time.monotonic() + 120
-            while True:
+            while {d.name for d in client.read_deployments()} < {"daily", "backfill", "train"}:
                 assert serve.poll() is None, f"serve exited:\n{serve_log.read_text()[-3000:]}"
-                with contextlib.suppress(Exception):
-                    daily = client.read_deployment_by_name("daily/daily")
-                    break
                 assert time.monotonic() < deadline, serve_log.read_text()[-3000:]
                 time.sleep(0.5)
-            assert {d.name for d in client.read_deployments()} >= {"daily", "backfill", "train"}
+            daily = client.read_deployment_by_name("daily/daily")
             (schedule,) = daily.schedules
             assert schedule.schedule.cron == "30 5 * * *" and schedule.schedule.timezone == "UTC"
             assert daily.parameters == {"config_path": str(toml)}
@@ -278,10 +271,7 @@ def test_served_daily_deployment_runs_from_its_schedule_time_and_shows_artifacts
             assert train.parameters == {"config_path": str(toml)}
 
             # the server's scheduler turns the cron into upcoming runs of daily/daily
-            upcoming = _scheduled_runs(client, daily.id, wait_s=10)
-            if not upcoming and _sqlalchemy_2_1():
-                pytest.xfail("Prefect 3.8.8's scheduler cannot insert runs with SQLAlchemy 2.1 ('Can't evaluate "
-                             "bulk DML statement' in the server log): pin SQLAlchemy<2.1 (2.0.58 works)")
+            upcoming = _scheduled_runs(client, daily.id, wait_s=5)
             assert upcoming and all(r.expected_start_time.strftime("%H:%M") == "05:30" for r in upcoming)
     finally:
         _stop(serve)

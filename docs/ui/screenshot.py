@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     ap.add_argument("--budget-ms", type=int, default=20000, help="virtual time for the SPA to render")
     ap.add_argument("--size", default="1600,1200")
-    ap.add_argument("--epochs", type=int, default=6, help="training epochs of the sample model")
+    ap.add_argument("--epochs", type=int, default=8, help="training epochs of the sample model")
     ap.add_argument("--qa-threshold", type=float, default=0.5, help="°C, for the QA column")
     ap.add_argument("--keep", action="store_true", help="leave the server running (prints its URL)")
     args = ap.parse_args()
