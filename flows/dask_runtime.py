@@ -38,32 +38,28 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
     # Prefect's logging config would otherwise print every scheduler/nanny event at INFO.
     for name in ("distributed", "distributed.batched", "distributed.core", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    cluster = None
     if settings.address:
         client = Client(settings.address, set_as_default=False)
-        _ACTIVE.append(client)
-        try:
-            yield client
-        finally:
-            _ACTIVE.remove(client)
-            client.close()
-        return
-    cluster = LocalCluster(
-        n_workers=settings.n_workers,
-        threads_per_worker=settings.threads_per_worker,
-        processes=True,
-        memory_limit=settings.memory_limit,
-        dashboard_address=":0",
-        silence_logs=logging.WARNING,
-    )
-    client = Client(cluster, set_as_default=False)
-    client.run(_warm_up)
+    else:
+        cluster = LocalCluster(
+            n_workers=settings.n_workers,
+            threads_per_worker=settings.threads_per_worker,
+            processes=True,
+            memory_limit=settings.memory_limit,
+            dashboard_address=":0",
+            silence_logs=logging.WARNING,
+        )
+        client = Client(cluster, set_as_default=False)
+        client.run(_warm_up)
     _ACTIVE.append(client)
     try:
         yield client
     finally:
         _ACTIVE.remove(client)
         client.close()
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @contextmanager

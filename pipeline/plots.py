@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _extent(lat: np.ndarray, lon: np.ndarray) -> list[float]:
+def cell_edges(lat: np.ndarray, lon: np.ndarray) -> list[float]:
+    """[west, east, south, north] of the grid's outer cell edges (regular grid), for imshow."""
     dlat = float(lat[1] - lat[0]) if len(lat) > 1 else 1.0
     dlon = float(lon[1] - lon[0]) if len(lon) > 1 else 1.0
     return [lon[0] - dlon / 2, lon[-1] + dlon / 2, lat[0] - dlat / 2, lat[-1] + dlat / 2]
@@ -28,7 +29,7 @@ def comparison_maps(
     fields: name → (ny, nx) reconstruction on the native grid; sensors: (flat index, value);
     lr_field: the LR bins repeated onto the native grid.
     """
-    ext = _extent(lat, lon)
+    ext = cell_edges(lat, lon)
     ocean = ~land
     vmin, vmax = np.nanpercentile(truth[ocean], [1, 99])
     err_lim = max(float(np.nanpercentile(np.abs(fields[n] - truth)[ocean], 99)) for n in fields) or 1.0

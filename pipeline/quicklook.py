@@ -11,12 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-
-def _cell_edges(lat: np.ndarray, lon: np.ndarray) -> list[float]:
-    """[west, east, south, north] of the grid's outer cell edges (regular grid)."""
-    dlat = float(lat[1] - lat[0]) if len(lat) > 1 else 1.0
-    dlon = float(lon[1] - lon[0]) if len(lon) > 1 else 1.0
-    return [lon[0] - dlon / 2, lon[-1] + dlon / 2, lat[0] - dlat / 2, lat[-1] + dlat / 2]
+from pipeline.plots import cell_edges
 
 
 def quicklook_png(
@@ -24,7 +19,7 @@ def quicklook_png(
     max_bytes: int = 200_000, width_in: float = 6.4,
 ) -> bytes:
     """A PNG map of ``field`` (ny, nx) with land grey, at most ``max_bytes`` (lower dpi until it fits)."""
-    ext = _cell_edges(lat, lon)
+    ext = cell_edges(lat, lon)
     ocean = ~land & np.isfinite(field)
     vmin, vmax = (np.nanpercentile(field[ocean], [1, 99]) if ocean.any() else (0.0, 1.0))
     aspect = (ext[3] - ext[2]) / max(ext[1] - ext[0], 1e-6)

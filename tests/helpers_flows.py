@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 from flows.config import SeedfieldConfig, load_config
 from pipeline.grid import Region
 
 # A North-Atlantic crop keeps flow tests quick while going through the real OISST reader.
 TEST_REGION = Region(south=20.0, north=52.0, west=280.0, east=344.0)  # 128 × 256 cells at 0.25°
+SMALL_REGION = Region(south=24.0, north=36.0, west=290.0, east=314.0)  # 48 × 96 native cells
+
+
+def stores(root: Path, name: str) -> dict[str, str]:
+    """Config overrides that put a run's three stores under ``root / name``."""
+    return {"stores.raw": str(root / name / "raw.zarr"), "stores.seedings": str(root / name / "seedings.zarr"),
+            "stores.output": str(root / name / "recon.zarr")}
 
 
 def flow_config(tmp_path: Path, archive: Path | str, dask_address: str, **overrides) -> SeedfieldConfig:
@@ -37,3 +46,16 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def days(start: dt.date, n: int) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range(n)]
+
+
+def write_toml(path: Path, overrides: dict[str, Any]) -> Path:
+    """A config file from dotted keys (``section.key``), for commands run as subprocesses."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    path.write_text("".join(
+        f"[{s}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in kv.items()) + "\n"
+        for s, kv in sections.items()
+    ))
+    return path

@@ -22,37 +22,17 @@ from flows.ingest import ingest_flow
 from flows.locks import LOCK_DIR, LockError, acquire
 from flows.prepare import prepare_flow
 from flows.train import train_flow
-from pipeline.grid import Region
 from pipeline.sample_archive import write_sample_archive
 from storage.daily_store import DailyStore
-from tests.helpers_flows import tree_digest
+from tests.helpers_flows import SMALL_REGION, stores, tree_digest, write_toml
 
 REPO = Path(__file__).resolve().parents[1]
 START = dt.date(2015, 3, 1)
 N_DAYS = 6
 CHUNK = 2
 DAYS = [START + dt.timedelta(days=i) for i in range(N_DAYS)]
-REGION = Region(south=24.0, north=36.0, west=290.0, east=314.0)  # 48 × 96 native cells
+REGION = SMALL_REGION
 runner = CliRunner()
-
-
-def write_toml(path: Path, overrides: dict[str, Any]) -> Path:
-    """A config file from dotted keys (one level of sections)."""
-    sections: dict[str, dict[str, Any]] = {}
-    for key, value in overrides.items():
-        section, name = key.split(".")
-        sections.setdefault(section, {})[name] = value
-    text = "".join(
-        f"[{s}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in kv.items()) + "\n"
-        for s, kv in sections.items()
-    )
-    path.write_text(text)
-    return path
-
-
-def stores(root: Path, name: str) -> dict[str, str]:
-    return {"stores.raw": str(root / name / "raw.zarr"), "stores.seedings": str(root / name / "seedings.zarr"),
-            "stores.output": str(root / name / "recon.zarr")}
 
 
 @pytest.fixture(scope="module")
