@@ -46,7 +46,7 @@ def reconstructions(
         "lr_bins": nearest_from_bins(s["lr_mean"], bin_size, periodic_lon=periodic),
     }
     if model_hr is not None:
-        fields = {"model": hr_to_native(model_hr, hr_cell), **fields}
+        fields = {"model": hr_to_native(model_hr, hr_cell, land), **fields}  # as the infer flow writes it
     return truth, land, fields, {**s, "sensor_index": idx, "sensor_value": val}
 
 

@@ -26,7 +26,7 @@ from tests.helpers_flows import flow_config, tree_digest
 pytestmark = pytest.mark.usefixtures("prefect_server")
 START = dt.date(2015, 1, 1)
 N_DAYS = 24
-REGION = Region(south=24.0, north=40.0, west=290.0, east=322.0)  # 64 × 128 native cells
+REGION = Region(south=24.0, north=40.0, west=280.0, east=312.0)  # 64 × 128 cells, with the US east coast
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,10 @@ def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
     assert (tmp_path / "plots" / "spectra.png").stat().st_size > 10_000
     assert any(p.name.startswith("maps-") for p in (tmp_path / "plots").iterdir())
     assert report["n_days"] == 6
+    # the model is scored on exactly what the infer flow writes (coastal fill, land mask and all)
+    infer_flow(cfg, a, a)
+    truth = DailyStore(cfg.stores.raw).read_day(a, ["sst"])["sst"][:64, :128]
+    stored = DailyStore(cfg.stores.output).read_day(a, ["sst"])["sst"]
+    ocean = np.isfinite(truth) & np.isfinite(stored)
+    expected = float(np.sqrt(np.mean((stored[ocean] - truth[ocean]) ** 2)))
+    assert saved["per_day"][0]["model_rmse"] == pytest.approx(expected, abs=2e-5)
