@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model.trainer import TrainConfig
+from model.config import TrainConfig
 from pipeline.errors import SeedfieldError
 from pipeline.seeding import SeedingParams
 

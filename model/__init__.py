@@ -1,54 +1,46 @@
 """RaSeedGAN in PyTorch: architectures, losses, data seam, trainer, checkpoints, inference.
 
 Imports torch, numpy (and pydantic for :class:`TrainConfig`) only; nothing from the pipeline,
-the stores or the flows.
+the stores or the flows. The names below load their submodule on first use, so that
+``model.config`` (the training settings the pipeline's config composes) imports without torch.
 """
 
-from model.checkpoint import (
-    FORMAT_VERSION,
-    CheckpointError,
-    LoadedCheckpoint,
-    load_checkpoint,
-    register_model,
-    save_checkpoint,
-)
-from model.data import (
-    Normalisation,
-    SampleSource,
-    SparseFieldDataset,
-    input_channels,
-    make_input,
-    make_target,
-)
-from model.discriminator import RaSeedDiscriminator
-from model.generator import RaSeedGenerator
-from model.inference import InferenceEngine
-from model.losses import discriminator_loss, generator_loss, masked_mse, smoothed_labels
-from model.trainer import EpochRecord, TrainConfig, Trainer, TrainResult, select_kept_epoch
+from __future__ import annotations
 
-__all__ = [
-    "FORMAT_VERSION",
-    "CheckpointError",
-    "EpochRecord",
-    "InferenceEngine",
-    "LoadedCheckpoint",
-    "Normalisation",
-    "RaSeedDiscriminator",
-    "RaSeedGenerator",
-    "SampleSource",
-    "SparseFieldDataset",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "discriminator_loss",
-    "generator_loss",
-    "input_channels",
-    "load_checkpoint",
-    "make_input",
-    "make_target",
-    "masked_mse",
-    "register_model",
-    "save_checkpoint",
-    "select_kept_epoch",
-    "smoothed_labels",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FORMAT_VERSION": "model.checkpoint",
+    "CheckpointError": "model.checkpoint",
+    "LoadedCheckpoint": "model.checkpoint",
+    "load_checkpoint": "model.checkpoint",
+    "register_model": "model.checkpoint",
+    "save_checkpoint": "model.checkpoint",
+    "Normalisation": "model.data",
+    "SampleSource": "model.data",
+    "SparseFieldDataset": "model.data",
+    "input_channels": "model.data",
+    "make_input": "model.data",
+    "make_target": "model.data",
+    "RaSeedDiscriminator": "model.discriminator",
+    "RaSeedGenerator": "model.generator",
+    "InferenceEngine": "model.inference",
+    "discriminator_loss": "model.losses",
+    "generator_loss": "model.losses",
+    "masked_mse": "model.losses",
+    "smoothed_labels": "model.losses",
+    "TrainConfig": "model.config",
+    "EpochRecord": "model.trainer",
+    "TrainResult": "model.trainer",
+    "Trainer": "model.trainer",
+    "select_kept_epoch": "model.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")
