@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from prefect.cache_policies import NONE
 from flows.config import DaskSettings, SeedfieldConfig
 
 _ACTIVE: list[Client] = []
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
 
 
 def active_client() -> Client:
@@ -42,14 +44,24 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
     if settings.address:
         client = Client(settings.address, set_as_default=False)
     else:
-        cluster = LocalCluster(
-            n_workers=settings.n_workers,
-            threads_per_worker=settings.threads_per_worker,
-            processes=True,
-            memory_limit=settings.memory_limit,
-            dashboard_address=":0",
-            silence_logs=logging.WARNING,
-        )
+        # The nanny writes its workers' thread limits (OMP_NUM_THREADS=1 …) into this process's
+        # environment too; torch imported later would then run on one thread. Put them back.
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        try:
+            cluster = LocalCluster(
+                n_workers=settings.n_workers,
+                threads_per_worker=settings.threads_per_worker,
+                processes=True,
+                memory_limit=settings.memory_limit,
+                dashboard_address=":0",
+                silence_logs=logging.WARNING,
+            )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         client = Client(cluster, set_as_default=False)
         client.run(_warm_up)
     _ACTIVE.append(client)
