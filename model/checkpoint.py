@@ -15,8 +15,9 @@ File layout (a plain ``dict`` saved with ``torch.save``, loadable with ``weights
     extra              JSON string (free metadata, e.g. model id, upsampling)
     rng                {"torch": ByteTensor, "cuda": [ByteTensor, ...], ...extra states}
 
-Model classes are looked up by name in a small registry (:func:`register_model`), so later
-architectures can be added without touching the loader. Writes are atomic (temp file in the
+Model classes are looked up by name in :mod:`model.registry`; :mod:`model.zoo` registers every
+built-in architecture (RaSeedGAN, SRResNet/SRGAN, EDSR, MDSR, RRDBNet/ESRGAN, the autoencoder),
+so new ones are added without touching the loader. Writes are atomic (temp file in the
 same folder, then ``os.replace``): a crash never leaves a half-written checkpoint under the
 final name.
 """
@@ -36,6 +37,7 @@ from torch import Tensor, nn
 from model.data import Normalisation
 from model.discriminator import RaSeedDiscriminator
 from model.generator import RaSeedGenerator
+from model.registry import MODEL_CLASSES, build_model, register_model
 
 __all__ = [
     "FORMAT_VERSION",
@@ -47,24 +49,15 @@ __all__ = [
     "register_model",
     "save_checkpoint",
     "unwrap",
+    "write_payload",
 ]
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
-MODEL_CLASSES: dict[str, type[nn.Module]] = {}
-
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read back into models (names the file)."""
-
-
-def register_model(cls: type[nn.Module]) -> type[nn.Module]:
-    """Make ``cls`` loadable by name. It must define ``constructor_args() -> dict``."""
-    if not callable(getattr(cls, "constructor_args", None)):
-        raise TypeError(f"{cls.__name__} needs a constructor_args() method to be checkpointed")
-    MODEL_CLASSES[cls.__name__] = cls
-    return cls
 
 
 register_model(RaSeedGenerator)
@@ -80,14 +73,6 @@ def unwrap(module: nn.Module) -> nn.Module:
             module = module._orig_mod  # type: ignore[assignment]
         else:
             return module
-
-
-def build_model(class_name: str, args: dict[str, Any]) -> nn.Module:
-    """Instantiate a registered model class from its constructor arguments."""
-    cls = MODEL_CLASSES.get(class_name)
-    if cls is None:
-        raise KeyError(f"unknown model class {class_name!r}; registered: {sorted(MODEL_CLASSES)}")
-    return cls(**args)
 
 
 def _model_entry(module: nn.Module) -> dict[str, Any]:
@@ -151,6 +136,12 @@ def save_checkpoint(
         "extra": json.dumps(extra or {}),
         "rng": {**rng_snapshot(), **(rng or {})},
     }
+    write_payload(path, payload)
+
+
+def write_payload(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """``torch.save`` a checkpoint dict atomically (temp file in the folder, fsync, rename)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -168,8 +159,8 @@ def save_checkpoint(
 class LoadedCheckpoint:
     """A checkpoint read back: rebuilt models plus everything else in the file (``raw``)."""
 
-    generator: RaSeedGenerator
-    discriminator: RaSeedDiscriminator | None
+    generator: nn.Module
+    discriminator: nn.Module | None
     norm: Normalisation
     config: dict[str, Any]
     epoch: int
@@ -242,8 +233,8 @@ def load_checkpoint(
     except ValueError as exc:
         raise CheckpointError(f"{path}: bad normalisation statistics: {exc}") from exc
     return LoadedCheckpoint(
-        generator=generator,  # type: ignore[arg-type]
-        discriminator=discriminator,  # type: ignore[arg-type]
+        generator=generator,
+        discriminator=discriminator,
         norm=norm,
         config=json.loads(raw["config"]),
         epoch=int(raw["epoch"]),

@@ -4,29 +4,55 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["TrainConfig"]
+__all__ = ["ARCHITECTURES", "Architecture", "TrainConfig"]
+
+#: The architectures of the source papers, by the name the config uses (see :mod:`model.zoo`).
+Architecture = Literal[
+    "raseedgan", "srresnet", "srgan", "edsr_baseline", "edsr", "mdsr", "esrgan", "autoencoder",
+]
+ARCHITECTURES: tuple[str, ...] = Architecture.__args__  # type: ignore[attr-defined]
 
 
 class TrainConfig(BaseModel):
-    """Training settings (the reference's values are the defaults)."""
+    """Training settings (the reference's values are the defaults).
+
+    ``architecture`` picks the network and its paper's training recipe (:mod:`model.zoo`).
+    Settings left at ``None`` take that paper's value: ``n_features``/``n_res_blocks`` (the
+    architecture's width and depth), ``content_loss`` (MSE for RaSeedGAN/SRResNet/SRGAN and the
+    autoencoder, L1 for EDSR/MDSR/ESRGAN), ``adversarial_weight`` (1e-3 SRGAN/RaSeedGAN, 5e-3
+    ESRGAN), ``content_weight`` and ``interpolation_alpha`` (ESRGAN's network interpolation, 0.8).
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    architecture: Architecture = "raseedgan"
 
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(8, ge=1, description="per process under DDP")
     lr_generator: float = Field(1e-4, gt=0)
     lr_discriminator: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    adversarial_weight: float = Field(1e-3, ge=0)
+    adversarial_weight: float | None = Field(None, ge=0, description="None = the paper's weight")
+    content_loss: Literal["mse", "l1"] | None = Field(None, description="masked pixel loss; None = the paper's")
+    content_weight: float | None = Field(
+        None, gt=0, description="None = 1, or ESRGAN's 1e-2 in its GAN phase when a perceptual loss is on"
+    )
+    perceptual_weight: float = Field(0.0, ge=0, description="VGG19 feature loss on masked fields (needs vgg_weights)")
+    vgg_weights: str | None = Field(None, description="torchvision VGG19 state-dict file; never downloaded")
+    vgg_layer: Literal["conv2_2", "conv3_4", "conv4_4", "conv5_4"] = "conv5_4"
+    res_scale: float | None = Field(None, gt=0, description="EDSR residual scaling; None = the paper's (0.1 full, 1 baseline)")
+    interpolation_alpha: float | None = Field(
+        None, ge=0, le=1, description="ESRGAN network interpolation (1−α)·PSNR + α·GAN; None = the paper's 0.8"
+    )
     pretrain_epochs: int = Field(0, ge=0, description="content-only epochs first (PhIRE-GAN stabiliser)")
     checkpoint_every: int = Field(5, ge=1)
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    n_features: int = Field(64, ge=1)
-    n_res_blocks: int = Field(16, ge=0)
+    n_features: int | None = Field(None, ge=1, description="None = the architecture's paper width")
+    n_res_blocks: int | None = Field(None, ge=0, description="None = the architecture's paper depth (blocks)")
     time_features: bool = False
     seasonal_norm: bool = Field(
         False, description="per-calendar-month statistics (12, h, w) instead of the reference's annual ones"
@@ -36,3 +62,12 @@ class TrainConfig(BaseModel):
         True, description="keep the checkpoint before the validation content loss first rises; else the last"
     )
     max_batches_per_epoch: int | None = Field(None, ge=1, description="budget knob for CPU demos")
+
+    @model_validator(mode="after")
+    def _perceptual_needs_weights(self) -> TrainConfig:
+        if self.perceptual_weight > 0 and not self.vgg_weights:
+            raise ValueError(
+                "train.perceptual_weight > 0 needs train.vgg_weights: the path of torchvision's "
+                "VGG19 state dict (vgg19-dcbb9e9d.pth); seedfield never downloads weights"
+            )
+        return self

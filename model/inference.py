@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from model.data import Normalisation, input_channels, make_input
-from model.generator import RaSeedGenerator
+from model.ensemble import self_ensemble
 
 __all__ = ["BLEND", "InferenceEngine", "axis_plan", "axis_weights"]
 
@@ -91,11 +91,15 @@ class InferenceEngine:
         time_features: the generator takes day-of-year sin/cos channels (``predict`` then needs
             ``day_of_year``).
         blend: half-width of the blend ramp as a fraction of ``overlap`` (0 = hard cut).
+        self_ensemble: average every forward over the 8 flips and transposes
+            (:mod:`model.ensemble`; 8× the compute; off by default since flips break geography).
+
+    Any zoo generator works: it needs ``in_channels``, ``out_channels`` and ``upsampling``.
     """
 
     def __init__(
         self,
-        generator: RaSeedGenerator,
+        generator: nn.Module,
         norm: Normalisation,
         device: str = "cpu",
         batch_size: int = 8,
@@ -103,6 +107,7 @@ class InferenceEngine:
         overlap: int = 4,
         time_features: bool = False,
         blend: float = BLEND,
+        self_ensemble: bool = False,
     ) -> None:
         if not 0.0 <= blend <= 1.0:
             raise ValueError(f"blend must be in [0, 1], got {blend}")
@@ -127,7 +132,8 @@ class InferenceEngine:
         self.overlap = int(overlap)
         self.blend = float(blend)
         self.time_features = bool(time_features)
-        self.upsampling = generator.upsampling
+        self.self_ensemble = bool(self_ensemble)
+        self.upsampling = int(generator.upsampling)
         h, w = norm.lr_shape
         if norm.hr_shape != (h * self.upsampling, w * self.upsampling):
             raise ValueError(f"normalisation grids LR {norm.lr_shape} and HR {norm.hr_shape} do "
@@ -146,7 +152,10 @@ class InferenceEngine:
             if self.cuda:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with self._autocast():
-                outs.append(self.generator(xb).float())
+                if self.self_ensemble:
+                    outs.append(self_ensemble(self.generator, xb))
+                else:
+                    outs.append(self.generator(xb).float())
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     def forward_normalised(self, x: Tensor) -> Tensor:

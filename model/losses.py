@@ -6,6 +6,16 @@
 * one-sided-noisy label smoothing: real labels ~ U(0.8, 1), fake labels ~ U(0, 0.2), drawn anew
   on every call (the reference drew them once and reused them by accident).
 
+The model zoo adds (same masking rule: only flagged cells count):
+
+* masked L1 (EDSR, MDSR, ESRGAN);
+* the relativistic average GAN losses of ESRGAN on masked fields, with hard labels:
+  D_Ra(a, b) = σ(C(a) − mean C(b)); L_D = −½[log D_Ra(real, fake) + log(1 − D_Ra(fake, real))],
+  L_G the same with real and fake swapped;
+* a perceptual loss: MSE between VGG19 features of G(LR)⊙flag and of the sparse target (the
+  network only ever compares masked fields, as RaSeedGAN's discriminator does);
+* :func:`masked_pool`, the sparse target at a coarser HR grid (MDSR's ×2 and ×4 heads).
+
 All losses are computed in float32 even when the forwards ran under bf16 autocast.
 """
 
@@ -15,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["discriminator_loss", "generator_loss", "masked_mse", "smoothed_labels"]
+__all__ = [
+    "adversarial_bce", "discriminator_loss", "generator_loss", "masked_l1", "masked_mse", "masked_pool", "perceptual_loss",
+    "relativistic_d_loss", "relativistic_g_loss", "smoothed_labels",
+]
 
 REAL_RANGE = (0.8, 1.0)
 FAKE_RANGE = (0.0, 0.2)
@@ -33,6 +46,62 @@ def masked_mse(pred: Tensor, target: Tensor, flag: Tensor) -> Tensor:
     flag = flag.float()
     diff = (pred.float() - target.float()) * flag
     return (diff * diff).sum() / flag.sum().clamp_min(1.0)
+
+
+def masked_l1(pred: Tensor, target: Tensor, flag: Tensor) -> Tensor:
+    """Σ flag·|pred − target| / max(Σ flag, 1) over the whole batch (shapes as :func:`masked_mse`)."""
+    if pred.shape != target.shape or pred.shape != flag.shape:
+        raise ValueError(f"shapes differ: pred {tuple(pred.shape)}, target {tuple(target.shape)}, "
+                         f"flag {tuple(flag.shape)}")
+    flag = flag.float()
+    return ((pred.float() - target.float()).abs() * flag).sum() / flag.sum().clamp_min(1.0)
+
+
+def masked_pool(target: Tensor, flag: Tensor, factor: int) -> tuple[Tensor, Tensor]:
+    """The sparse target on a grid ``factor`` times coarser: the mean of the flagged cells of
+    each block (each flagged HR cell weighs one), flagged where any cell of the block was.
+
+    target, flag: (B, C, H, W) with H, W divisible by ``factor`` → two (B, C, H/f, W/f).
+    """
+    if factor == 1:
+        return target, flag
+    if target.shape[-2] % factor or target.shape[-1] % factor:
+        raise ValueError(f"HR size {tuple(target.shape[-2:])} is not divisible by {factor}")
+    flag = flag.float()
+    total = F.avg_pool2d(target.float() * flag, factor)
+    weight = F.avg_pool2d(flag, factor)
+    pooled_flag = (weight > 0).float()
+    return torch.where(weight > 0, total / weight.clamp_min(1e-12), torch.zeros_like(total)), pooled_flag
+
+
+def relativistic_d_loss(real_logits: Tensor, fake_logits: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """ESRGAN's relativistic average discriminator loss on raw critic outputs C(·), (B, 1) each."""
+    real_rel = real_logits.float() - fake_logits.float().mean()
+    fake_rel = fake_logits.float() - real_logits.float().mean()
+    real = F.binary_cross_entropy_with_logits(real_rel, torch.ones_like(real_rel))
+    fake = F.binary_cross_entropy_with_logits(fake_rel, torch.zeros_like(fake_rel))
+    total = 0.5 * (real + fake)
+    return total, {"real": float(real.detach()), "fake": float(fake.detach()), "total": float(total.detach())}
+
+
+def relativistic_g_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """ESRGAN's relativistic average generator loss (the real critic outputs carry no gradient)."""
+    real_logits = real_logits.detach().float()
+    real_rel = real_logits - fake_logits.float().mean()
+    fake_rel = fake_logits.float() - real_logits.mean()
+    return 0.5 * (F.binary_cross_entropy_with_logits(real_rel, torch.zeros_like(real_rel))
+                  + F.binary_cross_entropy_with_logits(fake_rel, torch.ones_like(fake_rel)))
+
+
+def perceptual_loss(features: torch.nn.Module, pred: Tensor, target: Tensor, flag: Tensor) -> Tensor:
+    """MSE between ``features(pred⊙flag)`` and ``features(target)`` (the target is 0 off the flags).
+
+    pred, target, flag: (B, 1, H, W); ``features`` maps (B, C, H, W) to a feature map (e.g.
+    :class:`model.vgg.VGG19Features`). Only ``pred`` carries gradients.
+    """
+    with torch.no_grad():
+        ref = features((target * flag).float())
+    return F.mse_loss(features((pred * flag).float()), ref)
 
 
 def smoothed_labels(
@@ -66,11 +135,16 @@ def generator_loss(
     if d_fake_logits is None:
         c = float(content.detach())
         return content, {"content": c, "adversarial": 0.0, "total": c}
-    labels = smoothed_labels(d_fake_logits.shape[0], True, generator, d_fake_logits.device)
-    adversarial = F.binary_cross_entropy_with_logits(d_fake_logits.float(), labels)
+    adversarial = adversarial_bce(d_fake_logits, generator)
     total = content + adversarial_weight * adversarial
     return total, {"content": float(content.detach()), "adversarial": float(adversarial.detach()),
                    "total": float(total.detach())}
+
+
+def adversarial_bce(d_fake_logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """G's adversarial term: BCE(D(G⊙flag), smoothed real labels); logits (B, 1) → scalar."""
+    labels = smoothed_labels(d_fake_logits.shape[0], True, generator, d_fake_logits.device)
+    return F.binary_cross_entropy_with_logits(d_fake_logits.float(), labels)
 
 
 def discriminator_loss(

@@ -67,8 +67,11 @@ def load_norm(path: str | os.PathLike[str]) -> Normalisation:
         return Normalisation(**{k: f[k] for k in ("lr_mean", "lr_std", "hr_mean", "hr_std")})
 
 
-def state_digest(module: nn.Module) -> str:
-    """SHA-256 over a module's state dict (names, dtypes, shapes and bytes, in key order)."""
+def state_digest(module: nn.Module | None) -> str:
+    """SHA-256 over a module's state dict (names, dtypes, shapes and bytes, in key order);
+    "" for no module."""
+    if module is None:
+        return ""
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
         t = t.detach().cpu().contiguous()
@@ -115,7 +118,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any] | None:
         out = {
             "kept_checkpoint": str(result.kept_checkpoint),
             "last_checkpoint": str(result.last_checkpoint),
-            "kept_epoch": result.kept_epoch,
+            "kept_epoch": result.kept_epoch, "interpolation_alpha": result.interpolation_alpha,
             "history": [asdict(r) for r in result.history],
             "world_size": info.world_size,
         }

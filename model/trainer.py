@@ -35,6 +35,16 @@ is sharded with ``DistributedSampler`` (``batch_size`` is per process), every ra
 same validation loss (sums all-reduced) and only rank 0 writes files.
 
 On CUDA the forwards run under bf16 autocast with channels-last tensors; losses are float32.
+
+Other architectures (``config.architecture``, :mod:`model.zoo`) train through the same loop
+with their paper's recipe: the masked pixel loss is MSE or L1; networks without a
+discriminator train on the pixel loss alone (plus an optional perceptual VGG19 loss on masked
+fields); ESRGAN's adversarial phase uses the relativistic average losses, and at the end of its
+L1 pretraining the trainer keeps that PSNR-oriented generator (``psnr.pt``) so that the kept
+checkpoint can be the network interpolation of the two (``gan.pt`` holds the uninterpolated
+one). MDSR trains its heads in turn, batch by batch (×2, ×4 … ×upsampling), the coarser heads
+against the sparse target pooled to their grid (:func:`model.losses.masked_pool`); it is
+validated and published at the data's factor.
 """
 
 from __future__ import annotations
@@ -59,10 +69,19 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from model import distributed as mdist
 from model.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from model.config import TrainConfig
-from model.data import Normalisation, SparseFieldDataset, input_channels
-from model.discriminator import RaSeedDiscriminator
-from model.generator import RaSeedGenerator
-from model.losses import discriminator_loss, generator_loss
+from model.data import Normalisation, SparseFieldDataset
+from model.interpolation import interpolate_checkpoints
+from model.losses import (
+    adversarial_bce,
+    discriminator_loss,
+    masked_l1,
+    masked_mse,
+    masked_pool,
+    perceptual_loss,
+    relativistic_d_loss,
+    relativistic_g_loss,
+)
+from model.zoo import build_discriminator, build_generator, recipe
 
 __all__ = [
     "EpochRecord",
@@ -76,6 +95,8 @@ __all__ = [
 
 LAST = "last.pt"
 KEPT = "kept.pt"
+PSNR = "psnr.pt"
+GAN = "gan.pt"
 
 
 @dataclass
@@ -91,6 +112,7 @@ class EpochRecord:
     val_content: float
     seconds: float
     samples_per_s: float
+    train_perceptual: float = 0.0
 
 
 @dataclass
@@ -99,6 +121,7 @@ class TrainResult:
     last_checkpoint: Path
     history: list[EpochRecord]
     kept_epoch: int
+    interpolation_alpha: float | None = None
 
 
 def select_kept_epoch(val_losses: Sequence[tuple[int, float]]) -> int:
@@ -116,22 +139,6 @@ def select_kept_epoch(val_losses: Sequence[tuple[int, float]]) -> int:
         if value(cur) > value(prev):
             return prev_epoch
     return ordered[-1][0]
-
-
-def build_generator(config: TrainConfig, upsampling: int) -> RaSeedGenerator:
-    """The generator a config describes. ``upsample_features = 4·n_features`` (256 at the
-    reference's 64), so that small test/demo models shrink their upsampling stages too."""
-    return RaSeedGenerator(
-        in_channels=input_channels(config.time_features), out_channels=1, upsampling=upsampling,
-        n_features=config.n_features, n_res_blocks=config.n_res_blocks,
-        upsample_features=4 * config.n_features,
-    )
-
-
-def build_discriminator(config: TrainConfig) -> RaSeedDiscriminator:
-    """The discriminator a config describes (``dense_features = 16·n_features``: 1024 at 64)."""
-    return RaSeedDiscriminator(in_channels=1, n_features=config.n_features,
-                               dense_features=16 * config.n_features)
 
 
 def _stream_seed(*words: int) -> int:
@@ -207,16 +214,25 @@ class Trainer:
         if self.is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)
 
+        self.recipe = recipe(config)
         torch.manual_seed(config.seed)
         self.generator = build_generator(config, self.upsampling).to(self.device)
-        self.discriminator = build_discriminator(config).to(self.device)
+        d = build_discriminator(config)
+        self.discriminator: nn.Module | None = None if d is None else d.to(self.device)
+        self.scales: tuple[int, ...] = tuple(getattr(self.generator, "scales", (self.upsampling,)))
+        self.perceptual: nn.Module | None = None
+        if self.recipe.perceptual_weight > 0:
+            from model.vgg import load_vgg19_features
+
+            self.perceptual = load_vgg19_features(config.vgg_weights, config.vgg_layer).to(self.device)
         if self.cuda:
-            self.generator.to(memory_format=torch.channels_last)
-            self.discriminator.to(memory_format=torch.channels_last)
+            for net in (self.generator, self.discriminator):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator,
                                             betas=config.betas)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator,
-                                            betas=config.betas)
+        self.d_optimizer = None if self.discriminator is None else torch.optim.Adam(
+            self.discriminator.parameters(), lr=config.lr_discriminator, betas=config.betas)
         self.history: list[EpochRecord] = []
         self.checkpoint_epochs: list[int] = []
         self.start_epoch = 0
@@ -224,15 +240,18 @@ class Trainer:
         if (self.workdir / LAST).exists():
             self._resume(self.workdir / LAST)
         self.g_train: nn.Module = self.generator
-        self.d_train: nn.Module = self.discriminator
+        self.d_train: nn.Module | None = self.discriminator
         if self.distributed:
             ids = [self.device.index] if self.cuda else None
-            self.g_train = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
-            self.d_train = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+            # MDSR: the heads of the other scales get no gradient in a step
+            self.g_train = nn.parallel.DistributedDataParallel(
+                self.generator, device_ids=ids, find_unused_parameters=len(self.scales) > 1)
+            if self.discriminator is not None:
+                self.d_train = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
 
     # ------------------------------------------------------------------ resume / checkpoints
     def _resume(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location="cpu", with_discriminator=True)
+        ckpt = load_checkpoint(path, map_location="cpu", with_discriminator=self.discriminator is not None)
         want = self.generator.constructor_args()
         if ckpt.generator.constructor_args() != want:
             raise ValueError(
@@ -245,10 +264,11 @@ class Trainer:
                              "(use a new workdir)")
         raw = ckpt.raw
         self.generator.load_state_dict(raw["generator"]["state_dict"])
-        self.discriminator.load_state_dict(raw["discriminator"]["state_dict"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(raw["discriminator"]["state_dict"])
         if raw.get("g_optimizer") is not None:
             self.g_optimizer.load_state_dict(raw["g_optimizer"])
-        if raw.get("d_optimizer") is not None:
+        if raw.get("d_optimizer") is not None and self.d_optimizer is not None:
             self.d_optimizer.load_state_dict(raw["d_optimizer"])
         self.start_epoch = ckpt.epoch
         self.history = [EpochRecord(**h) for h in ckpt.history]
@@ -264,8 +284,8 @@ class Trainer:
             self.checkpoint_epochs.append(epoch)
         if not self.is_main:
             return
-        extra = {**self.extra_meta, "upsampling": self.upsampling,
-                 "checkpoint_epochs": list(self.checkpoint_epochs)}
+        extra = {**self.extra_meta, "upsampling": self.upsampling, "architecture": self.recipe.architecture,
+                 "recipe": asdict(self.recipe), "checkpoint_epochs": list(self.checkpoint_epochs)}
         target = self._checkpoint_path(epoch) if numbered else self.workdir / LAST
         save_checkpoint(
             target, generator=self.generator, discriminator=self.discriminator,
@@ -275,6 +295,8 @@ class Trainer:
         )
         if numbered:
             _atomic_copy(target, self.workdir / LAST)
+        if self.recipe.interpolation_alpha is not None and epoch == self.config.pretrain_epochs:
+            _atomic_copy(self.workdir / LAST, self.workdir / PSNR)  # the PSNR-oriented generator
 
     # ------------------------------------------------------------------ loops
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -301,51 +323,80 @@ class Trainer:
             return DataLoader(self.train_ds, sampler=sampler, **common)
         return DataLoader(self.train_ds, shuffle=True, **common)
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float, float, int, float]:
-        cfg = self.config
+    def _pixel_loss(self, pred: Tensor, target: Tensor, flag: Tensor) -> Tensor:
+        fn = masked_l1 if self.recipe.content_loss == "l1" else masked_mse
+        return fn(pred, target, flag)
+
+    def _adversarial_step(
+        self, hr: Tensor, masked: Tensor, labels: torch.Generator
+    ) -> tuple[Tensor, float]:
+        """Update D on (real = sparse target, fake = G⊙flag); return G's adversarial loss against
+        the updated D (frozen: no D gradients, no DDP sync) and D's loss."""
+        assert self.discriminator is not None and self.d_train is not None and self.d_optimizer is not None
+        relativistic = self.recipe.adversarial == "relativistic"
+        # real and fake in separate forwards: batch-norm discriminators (SRGAN, ESRGAN) must not
+        # mix their statistics
+        with self._autocast():
+            d_real = self.d_train(hr).float()
+            d_fake = self.d_train(masked.detach()).float()
+        if relativistic:
+            l_d, d_info = relativistic_d_loss(d_real, d_fake)
+        else:
+            l_d, d_info = discriminator_loss(d_real, d_fake, labels)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        l_d.backward()
+        self.d_optimizer.step()
+        d_bare = self.discriminator
+        d_bare.requires_grad_(False)
+        try:
+            with self._autocast():
+                g_fake = d_bare(masked).float()
+                g_real = d_bare(hr).float() if relativistic else None
+        finally:
+            d_bare.requires_grad_(True)
+        adv = relativistic_g_loss(g_real, g_fake) if g_real is not None else adversarial_bce(g_fake, labels)
+        return adv, d_info["total"]
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, float, float, int, float]:
+        cfg, r = self.config, self.recipe
         self.train_ds.set_epoch(epoch - 1)
         loader = self._train_loader(epoch)
         labels = torch.Generator().manual_seed(_stream_seed(cfg.seed, epoch, 1, self.rank))
-        adversarial = epoch > cfg.pretrain_epochs
-        d_bare = self.discriminator
+        pretraining = epoch <= cfg.pretrain_epochs
+        adversarial = not pretraining and self.discriminator is not None
+        perceptual = not pretraining and self.perceptual is not None
         self.g_train.train()
-        self.d_train.train()
-        sums = torch.zeros(4, dtype=torch.float64)  # content, adversarial, d, batches
+        if self.d_train is not None:
+            self.d_train.train()
+        sums = torch.zeros(5, dtype=torch.float64)  # content, adversarial, d, perceptual, batches
         n_samples = 0
         t0 = time.perf_counter()
         for b, batch in enumerate(loader):
             if cfg.max_batches_per_epoch is not None and b >= cfg.max_batches_per_epoch:
                 break
             lr, hr, flag = self._to_device(batch)
+            scale = self.scales[b % len(self.scales)]
+            if scale != self.upsampling:  # an MDSR head of a coarser scale
+                hr, flag = masked_pool(hr, flag, self.upsampling // scale)
             with self._autocast():
-                fake = self.g_train(lr)
+                fake = self.g_train(lr) if len(self.scales) == 1 else self.g_train(lr, scale=scale)
             fake = fake.float()
-            d_total = 0.0
+            content = self._pixel_loss(fake, hr, flag)
+            loss = content if pretraining else r.content_weight * content
+            adv_value = d_total = perc_value = 0.0
             if adversarial:
-                masked = fake * flag
-                with self._autocast():
-                    logits = self.d_train(torch.cat([hr, masked.detach()]))
-                d_real, d_fake = logits.float().split(hr.shape[0])
-                l_d, d_info = discriminator_loss(d_real, d_fake, labels)
-                self.d_optimizer.zero_grad(set_to_none=True)
-                l_d.backward()
-                self.d_optimizer.step()
-                d_total = d_info["total"]
-                # G step against the updated D: the bare module, frozen (no grads, no DDP sync)
-                d_bare.requires_grad_(False)
-                try:
-                    with self._autocast():
-                        g_logits = d_bare(masked)
-                finally:
-                    d_bare.requires_grad_(True)
-                l_g, g_info = generator_loss(fake, hr, flag, g_logits.float(), cfg.adversarial_weight,
-                                             labels)
-            else:
-                l_g, g_info = generator_loss(fake, hr, flag, None)
+                adv, d_total = self._adversarial_step(hr, fake * flag, labels)
+                loss = loss + r.adversarial_weight * adv
+                adv_value = float(adv.detach())
+            if perceptual:
+                assert self.perceptual is not None
+                perc = perceptual_loss(self.perceptual, fake, hr, flag)
+                loss = loss + r.perceptual_weight * perc
+                perc_value = float(perc.detach())
             self.g_optimizer.zero_grad(set_to_none=True)
-            l_g.backward()
+            loss.backward()
             self.g_optimizer.step()
-            sums += torch.tensor([g_info["content"], g_info["adversarial"], d_total, 1.0],
+            sums += torch.tensor([float(content.detach()), adv_value, d_total, perc_value, 1.0],
                                  dtype=torch.float64)
             n_samples += lr.shape[0]
         if self.cuda:
@@ -353,9 +404,9 @@ class Trainer:
         train_seconds = time.perf_counter() - t0
         totals = torch.cat([sums, torch.tensor([float(n_samples)], dtype=torch.float64)])
         totals = self._all_reduce(totals)
-        nb = max(float(totals[3]), 1.0)
+        nb = max(float(totals[4]), 1.0)
         return (float(totals[0]) / nb, float(totals[1]) / nb, float(totals[2]) / nb,
-                int(totals[4]), train_seconds)
+                float(totals[3]) / nb, int(totals[5]), train_seconds)
 
     def _all_reduce(self, t: Tensor) -> Tensor:
         if not self.distributed:
@@ -390,13 +441,14 @@ class Trainer:
         cfg = self.config
         for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            content, adv, d_loss, n_samples, train_seconds = self._train_epoch(epoch)
+            content, adv, d_loss, perc, n_samples, train_seconds = self._train_epoch(epoch)
             val = self.validate()
             numbered = epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs
             record = EpochRecord(
                 epoch=epoch, train_content=content, train_adversarial=adv, train_d=d_loss,
                 val_content=val, seconds=time.perf_counter() - t0,
                 samples_per_s=n_samples / train_seconds if train_seconds > 0 else 0.0,
+                train_perceptual=perc,
             )
             self.history.append(record)
             self._save(epoch, numbered)
@@ -410,13 +462,23 @@ class Trainer:
             raise RuntimeError(f"{self.workdir}: no checkpoint written (0 epochs trained)")
         val_by_epoch = {r.epoch: r.val_content for r in self.history}
         candidates = [(e, val_by_epoch[e]) for e in self.checkpoint_epochs if e in val_by_epoch]
+        alpha = self.recipe.interpolation_alpha
+        interpolate = alpha is not None and (self.workdir / PSNR).exists()
+        if interpolate:  # choose among the GAN-phase checkpoints when there are any
+            gan_phase = [c for c in candidates if c[0] > self.config.pretrain_epochs]
+            candidates = gan_phase or candidates
         if self.config.early_stopping:
             kept_epoch = select_kept_epoch(candidates)
         else:
-            kept_epoch = max(self.checkpoint_epochs)
+            kept_epoch = max(e for e, _ in candidates)
         kept = self.workdir / KEPT
         if self.is_main:
-            _atomic_copy(self._checkpoint_path(kept_epoch), kept)
+            if interpolate:
+                _atomic_copy(self._checkpoint_path(kept_epoch), self.workdir / GAN)
+                interpolate_checkpoints(self.workdir / PSNR, self.workdir / GAN, float(alpha), kept)  # type: ignore[arg-type]
+            else:
+                _atomic_copy(self._checkpoint_path(kept_epoch), kept)
         mdist.barrier()
         return TrainResult(kept_checkpoint=kept, last_checkpoint=self.workdir / LAST,
-                           history=list(self.history), kept_epoch=kept_epoch)
+                           history=list(self.history), kept_epoch=kept_epoch,
+                           interpolation_alpha=alpha if interpolate else None)
