@@ -164,14 +164,17 @@ def train(
     model_id: Annotated[str | None, typer.Option("--model-id", help="id in the registry (default: timestamped)")] = None,
     registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
     processes: Annotated[int | None, typer.Option(help="DDP processes via torchrun (0 = one per GPU)")] = None,
+    architecture: Annotated[str | None, typer.Option(help="raseedgan | srresnet | srgan | edsr_baseline | edsr | mdsr | esrgan | autoencoder")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Train RaSeedGAN on the prepared days from --start to --end (the last 20 % validate) and publish it."""
+    """Train a model (RaSeedGAN unless --architecture) on the prepared days from --start to --end
+    (the last 20 % validate) and publish it."""
     from flows.train import train_flow
 
     try:
         cfg = _config(config, **{"stores.seedings": store, "train.epochs": epochs, "train.device": device,
-                                 "stores.registry": registry, "split.processes": processes})
+                                 "stores.registry": registry, "split.processes": processes,
+                                 "train.architecture": architecture})
         result = train_flow(cfg, start.date(), end.date(), model_id)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
@@ -228,6 +231,41 @@ def evaluate(
         _fail(exc)
     out.print(markdown_table(report["methods"]))
     out.print(f"metrics: [bold]{json_out}[/]" + "".join(f"\n{k}: [bold]{v}[/]" for k, v in report["plots"].items()))
+
+
+@app.command()
+def compare(
+    start: DateArg,
+    end: DateArg,
+    json_out: Annotated[Path, typer.Option("--json", help="where to write the comparison JSON")],
+    store: Annotated[str | None, typer.Option(help="seedings Zarr store (its raw store is the truth)")] = None,
+    raw: Annotated[str | None, typer.Option(help="raw Zarr store (default: the one the seedings came from)")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory (the zoo models are published there)")] = None,
+    architectures: Annotated[str | None, typer.Option(help="comma-separated subset, e.g. raseedgan,edsr_baseline")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs for every architecture")] = None,
+    batches: Annotated[int | None, typer.Option("--batches-per-epoch", help="batches per epoch for every architecture")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Markdown file for the table (e.g. docs/model-zoo.md)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train every architecture of the zoo on the same seedings and budget; score them with the
+    baselines on the last 20 % of --start … --end (held back) and write the table."""
+    from flows.compare import compare_flow, markdown_table
+
+    try:
+        cfg = _config(config, **{
+            "stores.seedings": store, "stores.raw": raw, "stores.registry": registry,
+            "compare.architectures": [a.strip() for a in architectures.split(",") if a.strip()] if architectures else None,
+            "compare.epochs": epochs, "compare.max_batches_per_epoch": batches,
+        })
+        report = compare_flow(cfg, start.date(), end.date(), str(json_out),
+                              str(markdown) if markdown else None, progress_bar=True)
+    except (SeedfieldError, StoreError, RegistryError) as exc:
+        _fail(exc)
+    out.print(markdown_table(report["rows"]))
+    out.print(f"table: [bold]{json_out}[/]" + (f" and [bold]{markdown}[/]" if markdown else ""))
+    if not report["ok"]:
+        err.print("[yellow]some architectures failed[/] (see their rows)")
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()

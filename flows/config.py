@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model.config import TrainConfig
+from model.config import ARCHITECTURES, Architecture, TrainConfig
 from pipeline.errors import SeedfieldError
 from pipeline.seeding import SeedingParams
 
@@ -89,6 +89,9 @@ class InferSettings(_Section):
     overlap: int = Field(12, ge=0, description="context around each tile, LR cells (≥ 12 keeps seams below 1e-2 of the output std)")
     device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
     days_per_task: int = Field(16, ge=1)
+    self_ensemble: bool = Field(
+        False, description="average over the 8 flips/transposes (8× compute; flips break geography)"
+    )
 
 
 class EvaluateSettings(_Section):
@@ -96,6 +99,18 @@ class EvaluateSettings(_Section):
 
     data_range: float | None = Field(None, gt=0, description="PSNR/SSIM range, °C; None = truth max−min over the period")
     plot_day: str | None = Field(None, description="day for the maps; None = the first evaluated day")
+
+
+class CompareSettings(_Section):
+    """`seedfield compare`: every architecture trained on the same seedings with the same budget."""
+
+    architectures: list[Architecture] = Field(default_factory=lambda: list(ARCHITECTURES))
+    epochs: int = Field(4, ge=1, description="epochs for every architecture")
+    pretrain_epochs: int = Field(2, ge=0, description="pixel-loss-only epochs first (GANs; ESRGAN's PSNR model)")
+    max_batches_per_epoch: int | None = Field(25, ge=1, description="batches per epoch (None = all days)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="last part of the period held back for the scores")
+    paper_sizes: bool = Field(True, description="each architecture at its paper's size; False = [train] sizes for all")
+    keep_checkpoints: bool = Field(False, description="keep each model's per-epoch checkpoints (large for EDSR)")
 
 
 class SeedfieldConfig(_Section):
@@ -111,6 +126,7 @@ class SeedfieldConfig(_Section):
     split: SplitSettings = Field(default_factory=SplitSettings)
     infer: InferSettings = Field(default_factory=InferSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    compare: CompareSettings = Field(default_factory=CompareSettings)
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -66,10 +66,17 @@ def evaluate_days_job(
 
         engine, _ = load_engine(checkpoint, 0.0, infer_settings_json)
         hr = predict_days(engine, seedings, days)
+    return score_days(days, seedings, raw, hr, data_range)
+
+
+def score_days(
+    days: list[dt.date], seedings: DailyStore, raw: DailyStore, model_hr: np.ndarray | None, data_range: float,
+) -> list[dict[str, Any]]:
+    """Per-day metrics and spectra of the baselines and, given its (T, H, W) HR predictions, the model."""
     dx = float(np.median(np.diff(seedings.read_static("lon"))))
     out = []
     for i, day in enumerate(days):
-        truth, land, fields, _ = reconstructions(day, seedings, raw, None if hr is None else hr[i])
+        truth, land, fields, _ = reconstructions(day, seedings, raw, None if model_hr is None else model_hr[i])
         mask = ~land & np.isfinite(truth)
         row: dict[str, Any] = {"day": day.isoformat(), "metrics": {}, "spectra": {}}
         k, p = radial_power_spectrum(truth, mask, dx=dx)

@@ -47,6 +47,7 @@ def load_engine(checkpoint: str, mtime: float, settings_json: str) -> tuple[Any,
     engine = InferenceEngine(
         ckpt.generator, ckpt.norm, device=device, batch_size=settings.batch_size, tile=settings.tile,
         overlap=settings.overlap, time_features=bool(ckpt.config.get("time_features", False)),
+        self_ensemble=settings.self_ensemble,
     )
     return engine, ckpt.config
 
@@ -105,7 +106,7 @@ def open_or_create_output(config: SeedfieldConfig, seedings: DailyStore, days: l
         "model_id": model_id, "seedings_store": seedings.path, "raw_store": config.stores.raw,
         **{f"seeding_{k}": v for k, v in params.items()},
         "history": f"seedfield {code_version()} infer",
-        "comment": "RaSeedGAN generator output on the HR grid, bilinear to the native grid, land masked",
+        "comment": "generator output on the HR grid, bilinear to the native grid, land masked",
     }
     return create_output_store(
         path, days, seedings.read_static("lat"), seedings.read_static("lon"),

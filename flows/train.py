@@ -1,5 +1,6 @@
-"""Training flow: a GPU task (tag ``gpu``, concurrency 1) that trains RaSeedGAN on the seedings
-and publishes the early-stopping checkpoint to the model registry."""
+"""Training flow: a GPU task (tag ``gpu``, concurrency 1) that trains the configured architecture
+(RaSeedGAN by default) on the seedings and publishes the early-stopping checkpoint to the model
+registry."""
 
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ def train_task(
         result = {
             "kept_checkpoint": str(res.kept_checkpoint), "last_checkpoint": str(res.last_checkpoint),
             "kept_epoch": res.kept_epoch, "history": [vars(r) for r in res.history],
+            "interpolation_alpha": res.interpolation_alpha,
         }
     result["seconds"] = time.perf_counter() - t0
     result["processes"] = procs
@@ -137,7 +139,7 @@ def train_task(
 def train_flow(config: SeedfieldConfig, start: dt.date, end: dt.date, model_id: str | None = None) -> dict[str, Any]:
     """Train on the prepared days of [start, end] (last 20 % validate) and publish the model."""
     logger = get_run_logger()
-    model_id = model_id or ModelRegistry.new_id()
+    model_id = model_id or ModelRegistry.new_id(config.train.architecture)
     ensure_gpu_limit()
     store = DailyStore(config.stores.seedings, config.stores.storage_options or None)
     if not DailyStore.exists(store.path, store.storage_options):
