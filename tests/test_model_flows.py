@@ -4,6 +4,7 @@ wiring, the stores, the registry and the reports are checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -11,12 +12,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import model.zoo
+from flows.compare import TABLE_BEGIN, TABLE_END, compare_flow
 from flows.evaluate import evaluate_flow
 from flows.infer import infer_flow
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
 from flows.train import split_days, train_flow
 from model.checkpoint import load_checkpoint
+from model.config import ARCHITECTURES
 from pipeline.grid import Region
 from pipeline.sample_archive import write_sample_archive
 from storage.daily_store import DailyStore
@@ -111,3 +115,66 @@ def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
     ocean = np.isfinite(truth) & np.isfinite(stored)
     expected = float(np.sqrt(np.mean((stored[ocean] - truth[ocean]) ** 2)))
     assert saved["per_day"][0]["model_rmse"] == pytest.approx(expected, abs=2e-5)
+
+
+def zoo_config(cfg, root, architectures):
+    return cfg.model_copy(update={
+        "stores": cfg.stores.model_copy(update={"registry": str(root / "zoo-models")}),
+        "compare": cfg.compare.model_copy(update={
+            "architectures": list(architectures), "epochs": 2, "pretrain_epochs": 1, "max_batches_per_epoch": 2,
+            "paper_sizes": False}),
+    })
+
+
+def test_compare_trains_every_architecture_and_each_runs_in_the_infer_flow(prepared, tmp_path):
+    cfg, _root = prepared
+    cfg = zoo_config(cfg, tmp_path, ARCHITECTURES)
+    md = tmp_path / "model-zoo.md"
+    md.write_text(f"# Zoo\n\nprose before\n\n{TABLE_BEGIN}\nold table\n{TABLE_END}\n\nprose after\n")
+    end = START + dt.timedelta(days=N_DAYS - 1)
+    report = compare_flow(cfg, START, end, str(tmp_path / "zoo.json"), str(md))
+    saved = json.loads((tmp_path / "zoo.json").read_text())
+    assert saved["ok"] and saved["n_test_days"] == 5 and saved["n_val_days"] == 4 and saved["n_train_days"] == 15
+    assert saved["test_period"] == [str(end - dt.timedelta(days=4)), str(end)]
+    assert saved["train_period"][1] < saved["val_period"][0] <= saved["val_period"][1] < saved["test_period"][0]
+    rows = {r["method"]: r for r in saved["rows"]}
+    assert list(rows) == [*ARCHITECTURES, "cubic", "linear", "bicubic_lr", "lr_bins"]
+    for name in ARCHITECTURES:
+        r = rows[name]
+        assert r["parameters"] > 1000 and r["seconds_per_epoch"] > 0 and r["infer_ms_per_field"] > 0
+        assert all(np.isfinite(r[k]) for k in ("rmse", "psnr", "ssim", "hfen"))
+    assert len({rows[n]["parameters"] for n in ARCHITECTURES}) >= 6  # really different networks
+    assert rows["cubic"]["rmse"] < rows["lr_bins"]["rmse"] and rows["cubic"]["parameters"] is None
+    text = md.read_text()
+    assert text.startswith("# Zoo\n\nprose before") and text.rstrip().endswith("prose after")
+    assert "old table" not in text and text.count(TABLE_BEGIN) == 1
+    assert "| esrgan |" in text and "| cubic |" in text
+    registry = ModelRegistry(cfg.stores.registry)
+    assert registry.current() is None  # published for use, never made current
+    assert sorted(registry.meta(r["model_id"])["architecture"] for r in report["rows"] if r["kind"] == "model") == \
+        sorted(ARCHITECTURES)
+    ck = load_checkpoint(registry.checkpoint(rows["esrgan"]["model_id"]))
+    assert ck.extra["interpolation"]["alpha"] == 0.8
+    # a zoo model runs through the inference flow unchanged
+    infer_cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"output": str(tmp_path / "mdsr.zarr")})})
+    a = START + dt.timedelta(days=20)
+    result = infer_flow(infer_cfg, a, end, rows["mdsr"]["model_id"])
+    assert result["ok"] and result["summary"]["ok"] == 4
+    out = xr.open_zarr(tmp_path / "mdsr.zarr", consolidated=False)
+    assert out.attrs["model_id"] == rows["mdsr"]["model_id"]
+    assert np.isfinite(out.sst.values[:, ~out.land_mask.values.astype(bool)]).all()
+
+
+def test_compare_reports_a_failing_architecture_and_goes_on(prepared, tmp_path, monkeypatch):
+    cfg, _root = prepared
+    cfg = zoo_config(cfg, tmp_path, ["srresnet", "edsr_baseline"])
+
+    def broken(*args):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setitem(model.zoo.SPECS, "srresnet", dataclasses.replace(model.zoo.SPECS["srresnet"], generator=broken))
+    report = compare_flow(cfg, START, START + dt.timedelta(days=N_DAYS - 1), str(tmp_path / "z.json"))
+    rows = {r["method"]: r for r in report["rows"]}
+    assert not report["ok"] and "injected failure" in rows["srresnet"]["error"]
+    assert "error" not in rows["edsr_baseline"] and np.isfinite(rows["edsr_baseline"]["rmse"])
+    assert np.isfinite(rows["cubic"]["rmse"])
