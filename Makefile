@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 
-.PHONY: install demo test test-fast lint server clean
+.PHONY: install demo zoo test test-fast lint server clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/seedfield demo --out $(DEMO_DIR)
+
+# Every architecture of the zoo on the demo's stores (run `make demo` first): docs/model-zoo.md.
+zoo: $(STAMP)
+	$(VENV)/bin/seedfield compare -c flows/demo.toml --store $(DEMO_DIR)/seedings.zarr \
+		--raw $(DEMO_DIR)/raw.zarr --registry $(DEMO_DIR)/models --start 2010-01-01 --end 2017-12-31 \
+		--json $(DEMO_DIR)/model-zoo.json --markdown docs/model-zoo.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q

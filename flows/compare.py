@@ -3,7 +3,8 @@ scored on the same held-back days beside the classical baselines, in one table.
 
 The period [start, end] of prepared days is cut chronologically: the last ``test_fraction``
 is held back for the scores, the rest is split as ``seedfield train`` does (the last
-``val_fraction`` validates, for early stopping). One set of normalisation statistics serves
+``val_fraction`` validates, for early stopping; ``compare.val_fraction`` or
+``split.val_fraction``). One set of normalisation statistics serves
 every architecture. Each architecture trains with its paper's size and recipe
 (``compare.paper_sizes``) and the shared budget of ``[compare]``: the same epochs, batches per
 epoch, batch size, learning rates and pixel-only pretraining epochs. Every trained model is
@@ -45,7 +46,7 @@ TABLE_END = "<!-- seedfield compare: end -->"
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("method", "method", "{}"),
     ("parameters", "parameters", "{:,}"),
-    ("seconds_per_epoch", "train s/epoch", "{:.1f}"),
+    ("seconds_per_epoch", "epoch s (train+val)", "{:.1f}"),
     ("infer_ms_per_field", "infer ms/field", "{:.1f}"),
     ("rmse", "RMSE °C", "{:.4f}"),
     ("psnr", "PSNR dB", "{:.2f}"),
@@ -67,7 +68,7 @@ def architecture_config(config: SeedfieldConfig, name: str) -> SeedfieldConfig:
     """``config`` with the training settings of ``name`` under the comparison's shared budget."""
     c = config.compare
     update: dict[str, Any] = {
-        "architecture": name, "epochs": c.epochs, "pretrain_epochs": min(c.pretrain_epochs, c.epochs),
+        "architecture": name, "epochs": c.epochs, "pretrain_epochs": c.pretrain_epochs,
         "max_batches_per_epoch": c.max_batches_per_epoch, "checkpoint_every": 1,
     }
     if c.paper_sizes:  # the paper's width, depth and loss weights
@@ -84,13 +85,18 @@ def _fmt(row: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(value)
 
 
+def _cell(text: str, limit: int = 80) -> str:
+    """One line, no column separators: safe inside a Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")[:limit]
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The comparison as a Markdown table (models first, then the baselines)."""
     head = "| " + " | ".join(h for _, h, _ in COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     lines = []
     for row in rows:
         if row.get("error"):
-            lines.append(f"| {row['method']} | failed: {row['error'][:80]} |" + " |" * (len(COLUMNS) - 2) + "\n")
+            lines.append(f"| {row['method']} | failed: {_cell(row['error'])} |" + " |" * (len(COLUMNS) - 2) + "\n")
         else:
             lines.append("| " + " | ".join(_fmt(row, k, f) for k, _, f in COLUMNS) + " |\n")
     return head + "".join(lines)
@@ -155,7 +161,8 @@ def compare_flow(
         raise StoreError(f"{raw_path}: no raw store (the truth to score against); set stores.raw")
     raw = DailyStore(raw_path, opts)
     days = [d for d in seedings.committed_days() if start <= d <= end]
-    train_days, val_days, test_days = split_three(days, config.compare.test_fraction, config.split.val_fraction)
+    train_days, val_days, test_days = split_three(
+        days, config.compare.test_fraction, config.compare.val_fraction or config.split.val_fraction)
     logger.info("compare: %d training days %s…%s, %d validation, %d test days %s…%s", len(train_days),
                 train_days[0], train_days[-1], len(val_days), len(test_days), test_days[0], test_days[-1])
     ensure_gpu_limit()
@@ -191,7 +198,7 @@ def compare_flow(
                          "infer_ms_per_field": None, **mean_metrics(scored, method)})
         progress.advance()
     budget = {
-        "epochs": config.compare.epochs, "pretrain_epochs": min(config.compare.pretrain_epochs, config.compare.epochs),
+        "epochs": config.compare.epochs, "pretrain_epochs": config.compare.pretrain_epochs,
         "max_batches_per_epoch": config.compare.max_batches_per_epoch, "batch_size": config.train.batch_size,
         "lr_generator": config.train.lr_generator, "lr_discriminator": config.train.lr_discriminator,
         "device": config.train.device, "paper_sizes": config.compare.paper_sizes,
@@ -210,7 +217,7 @@ def compare_flow(
     Path(json_path).write_text(json.dumps(report, indent=1))
     if markdown_path:
         write_markdown(Path(markdown_path), report)
-    table = [{h: _fmt(r, k, f) if not r.get("error") else r["error"][:60] for k, h, f in COLUMNS} for r in rows]
+    table = [{h: _fmt(r, k, f) if not r.get("error") else _cell(r["error"], 60) for k, h, f in COLUMNS} for r in rows]
     create_table_artifact(table, key="compare-table", description=f"model zoo on {test_days[0]}…{test_days[-1]}")
     create_markdown_artifact("## Model zoo comparison\n\n" + markdown_table(rows), key="compare-summary")
     logger.info("comparison:\n%s", markdown_table(rows))
@@ -226,8 +233,13 @@ def _train_and_score(
     from model.generator import count_parameters
 
     workdir = registry.workdir(model_id)
-    result = train_task.with_options(task_run_name=f"train-{model_id}")(
-        cfg, model_id, train_days, val_days, norm, upsampling, str(workdir))
+    try:
+        result = train_task.with_options(task_run_name=f"train-{model_id}")(
+            cfg, model_id, train_days, val_days, norm, upsampling, str(workdir))
+    except BaseException:
+        if not cfg.compare.keep_checkpoints:
+            shutil.rmtree(workdir.parent, ignore_errors=True)  # nothing was published
+        raise
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(), "purpose": "seedfield compare",
         "architecture": name, "seedings_store": seedings.path, "raw_store": raw.path,

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model.config import ARCHITECTURES, Architecture, TrainConfig
 from pipeline.errors import SeedfieldError
@@ -109,8 +109,18 @@ class CompareSettings(_Section):
     pretrain_epochs: int = Field(2, ge=0, description="pixel-loss-only epochs first (GANs; ESRGAN's PSNR model)")
     max_batches_per_epoch: int | None = Field(25, ge=1, description="batches per epoch (None = all days)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="last part of the period held back for the scores")
+    val_fraction: float | None = Field(None, gt=0, lt=1, description="validating part of the rest; None = split.val_fraction")
     paper_sizes: bool = Field(True, description="each architecture at its paper's size; False = [train] sizes for all")
     keep_checkpoints: bool = Field(False, description="keep each model's per-epoch checkpoints (large for EDSR)")
+
+    @model_validator(mode="after")
+    def _adversarial_epochs_left(self) -> CompareSettings:
+        if self.pretrain_epochs >= self.epochs:
+            raise ValueError(
+                f"compare.pretrain_epochs ({self.pretrain_epochs}) must be smaller than compare.epochs "
+                f"({self.epochs}): the GANs need adversarial epochs after the pixel-loss ones"
+            )
+        return self
 
 
 class SeedfieldConfig(_Section):

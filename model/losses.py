@@ -12,7 +12,7 @@ The model zoo adds (same masking rule: only flagged cells count):
 * the relativistic average GAN losses of ESRGAN on masked fields, with hard labels:
   D_Ra(a, b) = σ(C(a) − mean C(b)); L_D = −½[log D_Ra(real, fake) + log(1 − D_Ra(fake, real))],
   L_G the same with real and fake swapped;
-* a perceptual loss: MSE between VGG19 features of G(LR)⊙flag and of the sparse target (the
+* a perceptual loss: MSE (SRGAN) or L1 (ESRGAN) between VGG19 features of G(LR)⊙flag and of the sparse target (the
   network only ever compares masked fields, as RaSeedGAN's discriminator does);
 * :func:`masked_pool`, the sparse target at a coarser HR grid (MDSR's ×2 and ×4 heads).
 
@@ -93,15 +93,19 @@ def relativistic_g_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
                   + F.binary_cross_entropy_with_logits(fake_rel, torch.ones_like(fake_rel)))
 
 
-def perceptual_loss(features: torch.nn.Module, pred: Tensor, target: Tensor, flag: Tensor) -> Tensor:
-    """MSE between ``features(pred⊙flag)`` and ``features(target)`` (the target is 0 off the flags).
+def perceptual_loss(
+    features: torch.nn.Module, pred: Tensor, target: Tensor, flag: Tensor, criterion: str = "mse"
+) -> Tensor:
+    """MSE (or L1, ``criterion="l1"``) between ``features(pred⊙flag)`` and ``features(target)``
+    (the target is 0 off the flags).
 
     pred, target, flag: (B, 1, H, W); ``features`` maps (B, C, H, W) to a feature map (e.g.
     :class:`model.vgg.VGG19Features`). Only ``pred`` carries gradients.
     """
     with torch.no_grad():
         ref = features((target * flag).float())
-    return F.mse_loss(features((pred * flag).float()), ref)
+    out = features((pred * flag).float())
+    return F.l1_loss(out, ref) if criterion == "l1" else F.mse_loss(out, ref)
 
 
 def smoothed_labels(

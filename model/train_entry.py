@@ -67,6 +67,19 @@ def load_norm(path: str | os.PathLike[str]) -> Normalisation:
         return Normalisation(**{k: f[k] for k in ("lr_mean", "lr_std", "hr_mean", "hr_std")})
 
 
+def parameter_digest(module: nn.Module | None) -> str:
+    """SHA-256 over a module's trainable parameters only (batch-norm running statistics are
+    buffers and stay per process under DDP); "" for no module."""
+    if module is None:
+        return ""
+    h = hashlib.sha256()
+    for name, p in module.named_parameters():
+        t = p.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def state_digest(module: nn.Module | None) -> str:
     """SHA-256 over a module's state dict (names, dtypes, shapes and bytes, in key order);
     "" for no module."""
@@ -76,7 +89,7 @@ def state_digest(module: nn.Module | None) -> str:
     for name, t in module.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -114,6 +127,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any] | None:
                 "rank": info.rank, "world_size": info.world_size,
                 "generator": state_digest(trainer.generator),
                 "discriminator": state_digest(trainer.discriminator),
+                "generator_parameters": parameter_digest(trainer.generator),
+                "discriminator_parameters": parameter_digest(trainer.discriminator),
             })
         out = {
             "kept_checkpoint": str(result.kept_checkpoint),

@@ -56,6 +56,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -215,16 +216,32 @@ class Trainer:
             self.workdir.mkdir(parents=True, exist_ok=True)
 
         self.recipe = recipe(config)
+        if config.architecture == "esrgan" and self.recipe.interpolation_alpha is None:
+            warnings.warn(
+                "esrgan without network interpolation: it needs 0 < pretrain_epochs < epochs (the L1 "
+                f"PSNR model, then GAN epochs); got pretrain_epochs={config.pretrain_epochs}, "
+                f"epochs={config.epochs}", stacklevel=2)
         torch.manual_seed(config.seed)
         self.generator = build_generator(config, self.upsampling).to(self.device)
         d = build_discriminator(config)
         self.discriminator: nn.Module | None = None if d is None else d.to(self.device)
-        self.scales: tuple[int, ...] = tuple(getattr(self.generator, "scales", (self.upsampling,)))
+        # MDSR: the heads in turn, the published one first (see _train_epoch)
+        others = [sc for sc in getattr(self.generator, "scales", ()) if sc != self.upsampling]
+        self.scales: tuple[int, ...] = (self.upsampling, *others)
+        min_size = int(getattr(self.discriminator, "MIN_SIZE", 1))
+        if min(norm.hr_shape) < min_size:
+            raise ValueError(f"architecture {config.architecture!r}: its discriminator needs HR fields of at "
+                             f"least {min_size}×{min_size} cells; this domain's HR grid is {norm.hr_shape}")
+        # a batch of one would give a batch-norm discriminator a single value per channel
+        self.drop_last = self.discriminator is not None and len(train) >= config.batch_size and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.discriminator.modules())
         self.perceptual: nn.Module | None = None
         if self.recipe.perceptual_weight > 0:
             from model.vgg import load_vgg19_features
 
-            self.perceptual = load_vgg19_features(config.vgg_weights, config.vgg_layer).to(self.device)
+            self.perceptual = load_vgg19_features(
+                config.vgg_weights, config.vgg_layer,  # type: ignore[arg-type]
+                before_activation=self.recipe.perceptual_before_activation).to(self.device)
         if self.cuda:
             for net in (self.generator, self.discriminator):
                 if net is not None:
@@ -243,11 +260,18 @@ class Trainer:
         self.d_train: nn.Module | None = self.discriminator
         if self.distributed:
             ids = [self.device.index] if self.cuda else None
+            if self.cuda:  # batch norm over the global batch (SyncBatchNorm runs on CUDA only)
+                self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+                if self.discriminator is not None:
+                    self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
             # MDSR: the heads of the other scales get no gradient in a step
             self.g_train = nn.parallel.DistributedDataParallel(
                 self.generator, device_ids=ids, find_unused_parameters=len(self.scales) > 1)
             if self.discriminator is not None:
-                self.d_train = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+                # real and fake go through D in two forwards before one backward: re-broadcasting
+                # batch-norm buffers between them would break autograd (the stats stay per rank)
+                self.d_train = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids,
+                                                                   broadcast_buffers=False)
 
     # ------------------------------------------------------------------ resume / checkpoints
     def _resume(self, path: Path) -> None:
@@ -315,10 +339,10 @@ class Trainer:
         cfg = self.config
         gen = torch.Generator().manual_seed(_stream_seed(cfg.seed, epoch, 0))
         common: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers,
-                                  "pin_memory": self.cuda, "generator": gen, "drop_last": False}
+                                  "pin_memory": self.cuda, "generator": gen, "drop_last": self.drop_last}
         if self.distributed:
             sampler = DistributedSampler(self.train_ds, num_replicas=self.world_size, rank=self.rank,
-                                         shuffle=True, seed=cfg.seed, drop_last=False)
+                                         shuffle=True, seed=cfg.seed, drop_last=self.drop_last)
             sampler.set_epoch(epoch)
             return DataLoader(self.train_ds, sampler=sampler, **common)
         return DataLoader(self.train_ds, shuffle=True, **common)
@@ -370,12 +394,13 @@ class Trainer:
             self.d_train.train()
         sums = torch.zeros(5, dtype=torch.float64)  # content, adversarial, d, perceptual, batches
         n_samples = 0
+        per_epoch = len(loader) if cfg.max_batches_per_epoch is None else min(len(loader), cfg.max_batches_per_epoch)
         t0 = time.perf_counter()
         for b, batch in enumerate(loader):
             if cfg.max_batches_per_epoch is not None and b >= cfg.max_batches_per_epoch:
                 break
             lr, hr, flag = self._to_device(batch)
-            scale = self.scales[b % len(self.scales)]
+            scale = self.scales[((epoch - 1) * per_epoch + b) % len(self.scales)]  # counted across epochs
             if scale != self.upsampling:  # an MDSR head of a coarser scale
                 hr, flag = masked_pool(hr, flag, self.upsampling // scale)
             with self._autocast():
@@ -390,7 +415,7 @@ class Trainer:
                 adv_value = float(adv.detach())
             if perceptual:
                 assert self.perceptual is not None
-                perc = perceptual_loss(self.perceptual, fake, hr, flag)
+                perc = perceptual_loss(self.perceptual, fake, hr, flag, self.recipe.perceptual_criterion)
                 loss = loss + r.perceptual_weight * perc
                 perc_value = float(perc.detach())
             self.g_optimizer.zero_grad(set_to_none=True)
@@ -463,10 +488,10 @@ class Trainer:
         val_by_epoch = {r.epoch: r.val_content for r in self.history}
         candidates = [(e, val_by_epoch[e]) for e in self.checkpoint_epochs if e in val_by_epoch]
         alpha = self.recipe.interpolation_alpha
-        interpolate = alpha is not None and (self.workdir / PSNR).exists()
-        if interpolate:  # choose among the GAN-phase checkpoints when there are any
-            gan_phase = [c for c in candidates if c[0] > self.config.pretrain_epochs]
-            candidates = gan_phase or candidates
+        gan_phase = [c for c in candidates if c[0] > self.config.pretrain_epochs]
+        interpolate = alpha is not None and bool(gan_phase) and (self.workdir / PSNR).exists()
+        if interpolate:  # the GAN checkpoint to blend with the PSNR model
+            candidates = gan_phase
         if self.config.early_stopping:
             kept_epoch = select_kept_epoch(candidates)
         else:

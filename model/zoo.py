@@ -17,7 +17,11 @@ Every generator takes the same inputs (:func:`model.data.make_input`), returns o
 trains on the sparse targets with the masked losses of :mod:`model.losses`; a perceptual VGG19
 loss joins any of them when ``perceptual_weight > 0`` and a weights file is given. ESRGAN trains
 ``pretrain_epochs`` with L1 alone (its PSNR-oriented model), then with the relativistic GAN
-loss, and the published generator is the network interpolation (1 − α)·PSNR + α·GAN.
+loss, and the published generator is the network interpolation (1 − α)·PSNR + α·GAN (only when
+``0 < pretrain_epochs < epochs``: without pretraining there is no PSNR model, and without GAN
+epochs nothing to blend; the recipe then records ``interpolation_alpha = None``).
+The perceptual loss follows each paper: SRGAN compares VGG19 φ5,4 features after the ReLU with
+MSE, ESRGAN before it with L1.
 For the autoencoder, ``n_res_blocks`` is the number of encoder levels (its depth).
 """
 
@@ -56,10 +60,15 @@ class ArchitectureSpec:
     discriminator: Callable[[int], nn.Module] | None = None  # (F) → D
     multiscale: bool = False
     interpolation_alpha: float | None = None
+    perceptual_criterion: str = "mse"  # SRGAN: MSE of φ5,4 after ReLU; ESRGAN: L1 before it
+    perceptual_before_activation: bool = False
 
 
 def _mdsr_scales(upsampling: int) -> tuple[int, ...]:
-    return tuple(2**k for k in range(1, upsampling.bit_length()) if 2**k <= upsampling)
+    if upsampling < 2 or upsampling & (upsampling - 1):
+        raise ValueError(f"MDSR serves the powers of two up to the data's factor; seeding.upsampling="
+                         f"{upsampling} is not a power of two")
+    return tuple(2**k for k in range(1, upsampling.bit_length()))
 
 
 SPECS: dict[str, ArchitectureSpec] = {s.name: s for s in (
@@ -98,7 +107,7 @@ SPECS: dict[str, ArchitectureSpec] = {s.name: s for s in (
         "esrgan", "Wang et al. 2018, ECCVW (ESRGAN)", 64, 23, "l1", "relativistic", 5e-3,
         lambda c, s, f, b, cfg: RRDBNet(c, 1, upsampling=s, n_features=f, n_blocks=b, growth=f // 2),
         lambda f: RelativisticDiscriminator(1, n_features=f),
-        interpolation_alpha=0.8,
+        interpolation_alpha=0.8, perceptual_criterion="l1", perceptual_before_activation=True,
     ),
     ArchitectureSpec(
         "autoencoder", "convolutional encoder–decoder upscaler with skip connections", 64, 2, "mse", None, 0.0,
@@ -128,6 +137,8 @@ class Recipe:
     adversarial: str | None
     adversarial_weight: float
     perceptual_weight: float
+    perceptual_criterion: str
+    perceptual_before_activation: bool
     interpolation_alpha: float | None
     multiscale: bool
 
@@ -140,6 +151,10 @@ def recipe(config: TrainConfig) -> Recipe:
         content_weight = config.content_weight
     else:  # ESRGAN's η = 1e-2 balances its L1 against a perceptual loss of weight 1
         content_weight = 1e-2 if (s.name == "esrgan" and perceptual > 0) else 1.0
+    alpha = None
+    if s.adversarial == "relativistic" and 0 < config.pretrain_epochs < config.epochs:
+        # network interpolation needs a PSNR model (pretraining) and a GAN phase after it
+        alpha = config.interpolation_alpha if config.interpolation_alpha is not None else s.interpolation_alpha
     return Recipe(
         architecture=s.name,
         n_features=config.n_features if config.n_features is not None else s.n_features,
@@ -149,8 +164,9 @@ def recipe(config: TrainConfig) -> Recipe:
         adversarial=s.adversarial,
         adversarial_weight=config.adversarial_weight if config.adversarial_weight is not None else s.adversarial_weight,
         perceptual_weight=perceptual,
-        interpolation_alpha=(config.interpolation_alpha if config.interpolation_alpha is not None
-                             else s.interpolation_alpha) if s.adversarial == "relativistic" else None,
+        perceptual_criterion=s.perceptual_criterion,
+        perceptual_before_activation=s.perceptual_before_activation,
+        interpolation_alpha=alpha,
         multiscale=s.multiscale,
     )
 

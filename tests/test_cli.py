@@ -58,3 +58,22 @@ def test_missing_archive_exits_2(tmp_path):
                             "--start", "2020-01-01", "--end", "2020-01-02"])
     assert r.exit_code == EXIT_BAD_INPUT
     assert "nope" in r.output
+
+
+def test_unknown_architecture_and_perceptual_without_weights_exit_2(tmp_path):
+    r = runner.invoke(app, ["train", "--start", "2020-01-01", "--end", "2020-01-02", "--architecture", "vdsr"])
+    assert r.exit_code == EXIT_BAD_INPUT
+    assert "train.architecture" in r.output and "edsr_baseline" in r.output
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\narchitecture = "srgan"\nperceptual_weight = 1.0\n')
+    r = runner.invoke(app, ["compare", "--start", "2020-01-01", "--end", "2020-01-02", "--json",
+                            str(tmp_path / "z.json"), "--config", str(cfg)])
+    assert r.exit_code == EXIT_BAD_INPUT
+    assert "vgg_weights" in r.output and "never downloads" in r.output
+
+
+def test_compare_without_a_seedings_store_exits_2(tmp_path):
+    r = runner.invoke(app, ["compare", "--store", str(tmp_path / "none.zarr"), "--start", "2020-01-01",
+                            "--end", "2020-01-02", "--json", str(tmp_path / "z.json")])
+    assert r.exit_code == EXIT_BAD_INPUT
+    assert "none.zarr" in r.output and "prepare" in r.output

@@ -126,7 +126,7 @@ def zoo_config(cfg, root, architectures):
     })
 
 
-def test_compare_trains_every_architecture_and_each_runs_in_the_infer_flow(prepared, tmp_path):
+def test_compare_trains_every_architecture_and_a_zoo_model_runs_in_the_infer_flow(prepared, tmp_path):
     cfg, _root = prepared
     cfg = zoo_config(cfg, tmp_path, ARCHITECTURES)
     md = tmp_path / "model-zoo.md"
@@ -170,11 +170,33 @@ def test_compare_reports_a_failing_architecture_and_goes_on(prepared, tmp_path, 
     cfg = zoo_config(cfg, tmp_path, ["srresnet", "edsr_baseline"])
 
     def broken(*args):
-        raise RuntimeError("injected failure")
+        raise RuntimeError("injected failure\nsecond | line")
 
     monkeypatch.setitem(model.zoo.SPECS, "srresnet", dataclasses.replace(model.zoo.SPECS["srresnet"], generator=broken))
     report = compare_flow(cfg, START, START + dt.timedelta(days=N_DAYS - 1), str(tmp_path / "z.json"))
     rows = {r["method"]: r for r in report["rows"]}
     assert not report["ok"] and "injected failure" in rows["srresnet"]["error"]
+    from flows.compare import markdown_table
+
+    line = next(x for x in markdown_table(report["rows"]).splitlines() if x.startswith("| srresnet"))
+    assert "injected failure second \\| line" in line  # one table row, separators escaped
+    assert [p.name for p in (tmp_path / "zoo-models").iterdir() if p.name.startswith("zoo-srresnet")] == []
     assert "error" not in rows["edsr_baseline"] and np.isfinite(rows["edsr_baseline"]["rmse"])
     assert np.isfinite(rows["cubic"]["rmse"])
+
+
+def test_compare_budget_is_shared_and_paper_sizes_reset_the_widths():
+    from flows.compare import architecture_config
+    from flows.config import ConfigError, load_config
+
+    cfg = load_config(None, {"train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
+                             "compare.epochs": 5, "compare.pretrain_epochs": 2})
+    edsr = architecture_config(cfg, "edsr").train
+    assert (edsr.architecture, edsr.n_features, edsr.n_res_blocks, edsr.epochs, edsr.pretrain_epochs) == (
+        "edsr", None, None, 5, 2)
+    assert edsr.batch_size == 4 and edsr.checkpoint_every == 1
+    small = architecture_config(cfg.model_copy(update={"compare": cfg.compare.model_copy(update={"paper_sizes": False})}),
+                                "edsr").train
+    assert (small.n_features, small.n_res_blocks) == (8, 1)
+    with pytest.raises(ConfigError, match=r"compare.pretrain_epochs \(2\) must be smaller than compare.epochs \(2\)"):
+        load_config(None, {"compare.epochs": 2, "compare.pretrain_epochs": 2})

@@ -68,7 +68,7 @@ def test_paper_defaults_fill_the_recipe():
     assert (r.n_features, r.n_res_blocks, r.content_loss) == (256, 32, "l1")
     assert build_generator(TrainConfig(architecture="edsr"), 2).constructor_args()["res_scale"] == 0.1
     assert build_generator(TrainConfig(architecture="edsr_baseline"), 2).constructor_args()["res_scale"] == 1.0
-    r = recipe(TrainConfig(architecture="esrgan"))
+    r = recipe(TrainConfig(architecture="esrgan", epochs=10, pretrain_epochs=2))
     assert (r.n_res_blocks, r.adversarial, r.adversarial_weight, r.interpolation_alpha) == (23, "relativistic", 5e-3, 0.8)
     assert recipe(TrainConfig(architecture="esrgan", perceptual_weight=1.0, vgg_weights="v.pth")).content_weight == 1e-2
     r = recipe(TrainConfig())
@@ -76,6 +76,24 @@ def test_paper_defaults_fill_the_recipe():
         "raseedgan", 64, 16, "mse", 1e-3)
     assert recipe(TrainConfig(architecture="srresnet", content_loss="l1")).content_loss == "l1"
     assert build_generator(TrainConfig(architecture="mdsr"), 8).scales == (2, 4, 8)
+
+
+def test_esrgan_interpolates_only_with_a_psnr_model_and_a_gan_phase():
+    assert recipe(tiny("esrgan")).interpolation_alpha == 0.8
+    assert recipe(tiny("esrgan", pretrain_epochs=0)).interpolation_alpha is None
+    assert recipe(tiny("esrgan", epochs=1, pretrain_epochs=1)).interpolation_alpha is None
+    r = recipe(tiny("esrgan"))
+    assert (r.perceptual_criterion, r.perceptual_before_activation) == ("l1", True)
+    r = recipe(tiny("srgan"))
+    assert (r.perceptual_criterion, r.perceptual_before_activation) == ("mse", False)
+
+
+def test_a_discriminator_too_big_for_the_domain_is_refused_up_front(tmp_path):
+    src = SyntheticSource(4, hr_shape=(16, 32), upsampling=4, sensors_per_bin=4, seed=2)
+    norm = estimate_norm(src)
+    with pytest.raises(ValueError, match=r"'esrgan'.*at least 32×32.*\(16, 32\)"):
+        Trainer(tiny("esrgan"), SparseFieldDataset(src, norm), SparseFieldDataset(src, norm), norm, tmp_path,
+                upsampling=4)
 
 
 def test_esrgan_publishes_the_network_interpolation(tmp_path):
@@ -105,15 +123,20 @@ def test_interpolation_endpoints_and_mismatch():
         interpolate_state_dicts(a, {"w": torch.ones(3)}, 0.5)
 
 
-def test_mdsr_trains_every_head(tmp_path):
-    trainer, _ = fit(tiny("mdsr", pretrain_epochs=0), tmp_path)
-    torch.manual_seed(1)
-    fresh = build_generator(trainer.config, 4)  # same seed, same initial weights as the trainer's
+@pytest.mark.parametrize("batches", [None, 1])
+def test_mdsr_trains_every_head_and_the_published_one_first(batches, tmp_path):
+    cfg = tiny("mdsr", pretrain_epochs=0, epochs=1 if batches else 3, max_batches_per_epoch=batches)
+    trainer, _ = fit(cfg, tmp_path)
+    assert trainer.scales[0] == trainer.upsampling == 4
+    torch.manual_seed(cfg.seed)
+    fresh = build_generator(trainer.config, 4).state_dict()  # the trainer's initial weights
     trained = trainer.generator.state_dict()
     for scale in trainer.generator.scales:
-        head = [k for k in trained if f".{scale}." in k]
+        head = [k for k in trained if k.startswith((f"pre_process.{scale}.", f"upsample.{scale}."))]
         assert head, f"no parameters for the ×{scale} head"
-        assert any(not torch.equal(trained[k], fresh.state_dict()[k]) for k in head), f"×{scale} head untouched"
+        changed = any(not torch.equal(trained[k], fresh[k]) for k in head)
+        # one step in all trains the published ×4 head; 6 steps train both heads
+        assert changed == (scale == 4 or batches is None), f"×{scale} head"
 
 
 def test_masked_l1_and_pooled_targets():
