@@ -29,12 +29,12 @@ exactly (h·s, w·s). Zero padding is chosen because a 0 in every channel is how
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from model.layers import ZooModule, same_conv
 from model.registry import register_model
 
 __all__ = ["AutoencoderUpscaler"]
@@ -42,27 +42,15 @@ __all__ = ["AutoencoderUpscaler"]
 AUTOENCODER_UPSAMPLING = (2, 4, 8)
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return int(value)
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[int, ...]) -> int:
-    if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {name}={value!r}")
-    return int(value)
-
-
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU(inplace=True),
+        same_conv(c_in, c_out), nn.ReLU(inplace=True),
+        same_conv(c_out, c_out), nn.ReLU(inplace=True),
     )
 
 
 @register_model
-class AutoencoderUpscaler(nn.Module):
+class AutoencoderUpscaler(ZooModule):
     """U-Net-like encoder–decoder at LR resolution, then transposed-convolution upsampling.
 
     Args:
@@ -83,27 +71,20 @@ class AutoencoderUpscaler(nn.Module):
         depth: int = 2,
     ) -> None:
         super().__init__()
-        upsampling = _check_choice("upsampling", upsampling, AUTOENCODER_UPSAMPLING)
-        in_channels = _check_int("in_channels", in_channels, 1)
-        out_channels = _check_int("out_channels", out_channels, 1)
-        n_features = _check_int("n_features", n_features, 1)
-        depth = _check_choice("depth", depth, (1, 2, 3, 4, 5, 6))
-        self._args: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "upsampling": upsampling,
-            "n_features": n_features, "depth": depth,
-        }
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.upsampling = upsampling
-        self.depth = depth
-        self.n_stages = int(math.log2(upsampling))
+        args = self._record_generator_args(
+            in_channels, out_channels, upsampling, AUTOENCODER_UPSAMPLING,
+            n_features=(n_features, 1), depth=(depth, (1, 2, 3, 4, 5, 6)),
+        )
+        n_features = args["n_features"]
+        self.depth = depth = args["depth"]
+        self.n_stages = int(math.log2(self.upsampling))
 
         widths = [n_features * 2**i for i in range(depth + 1)]
         self.encoders = nn.ModuleList(
-            [_double_conv(in_channels if i == 0 else widths[i], widths[i]) for i in range(depth)]
+            [_double_conv(self.in_channels if i == 0 else widths[i], widths[i]) for i in range(depth)]
         )
         self.downs = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1), nn.ReLU(inplace=True))
+            nn.Sequential(same_conv(widths[i], widths[i + 1], 3, stride=2), nn.ReLU(inplace=True))
             for i in range(depth)
         ])
         self.bottleneck = _double_conv(widths[depth], widths[depth])
@@ -117,11 +98,7 @@ class AutoencoderUpscaler(nn.Module):
             stages += [nn.ConvTranspose2d(n_features, n_features, kernel_size=4, stride=2, padding=1),
                        nn.ReLU(inplace=True)]
         self.upsample = nn.Sequential(*stages)
-        self.tail = nn.Conv2d(n_features, out_channels, 3, padding=1)
-
-    def constructor_args(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this architecture (stored in checkpoints)."""
-        return dict(self._args)
+        self.tail = same_conv(n_features, self.out_channels)
 
     def receptive_field_lr(self) -> float:
         """Radius of the receptive field in LR cells (an upper estimate along the deepest path).
@@ -138,8 +115,7 @@ class AutoencoderUpscaler(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, in_channels, h, w), any h, w ≥ 1 → (B, out_channels, h·upsampling, w·upsampling)"""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        self._check_input(x)
         h, w = x.shape[-2:]
         m = 2**self.depth
         pad_h, pad_w = -h % m, -w % m

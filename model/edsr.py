@@ -39,6 +39,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from model.layers import ZooModule, check_choice, same_conv
 from model.registry import register_model
 
 __all__ = [
@@ -61,22 +62,6 @@ EDSR_FULL: dict[str, Any] = {"n_features": 256, "n_res_blocks": 32, "res_scale":
 MDSR_PAPER: dict[str, Any] = {"scales": (2, 3, 4), "upsampling": 4, "n_features": 64, "n_res_blocks": 80}
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return int(value)
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[int, ...]) -> int:
-    if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {name}={value!r}")
-    return int(value)
-
-
-def _conv(c_in: int, c_out: int, k: int = 3) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, kernel_size=k, padding=k // 2)
-
-
 class EDSRResBlock(nn.Module):
     """conv k×k → ReLU → conv k×k, scaled by ``res_scale``, plus the identity (no BN).
 
@@ -89,8 +74,8 @@ class EDSRResBlock(nn.Module):
     def __init__(self, n_features: int, kernel_size: int = 3, res_scale: float = 1.0) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _conv(n_features, n_features, kernel_size), nn.ReLU(inplace=True),
-            _conv(n_features, n_features, kernel_size),
+            same_conv(n_features, n_features, kernel_size), nn.ReLU(inplace=True),
+            same_conv(n_features, n_features, kernel_size),
         )
         self.res_scale = float(res_scale)
 
@@ -112,10 +97,10 @@ class EDSRUpsampler(nn.Sequential):
     def __init__(self, scale: int, n_features: int) -> None:
         layers: list[nn.Module] = []
         if scale == 3:
-            layers += [_conv(n_features, 9 * n_features), nn.PixelShuffle(3)]
+            layers += [same_conv(n_features, 9 * n_features), nn.PixelShuffle(3)]
         elif scale >= 2 and scale & (scale - 1) == 0:
             for _ in range(int(math.log2(scale))):
-                layers += [_conv(n_features, 4 * n_features), nn.PixelShuffle(2)]
+                layers += [same_conv(n_features, 4 * n_features), nn.PixelShuffle(2)]
         else:
             raise ValueError(f"scale must be 3 or a power of two >= 2, got scale={scale!r}")
         super().__init__(*layers)
@@ -128,15 +113,8 @@ class EDSRUpsampler(nn.Sequential):
         return sum(1.0 / 2**k for k in range(int(math.log2(self.scale))))
 
 
-def _check_common(in_channels: Any, out_channels: Any, n_features: Any, n_res_blocks: Any) -> tuple[int, ...]:
-    return (
-        _check_int("in_channels", in_channels, 1), _check_int("out_channels", out_channels, 1),
-        _check_int("n_features", n_features, 1), _check_int("n_res_blocks", n_res_blocks, 0),
-    )
-
-
 @register_model
-class EDSR(nn.Module):
+class EDSR(ZooModule):
     """Enhanced deep super-resolution network (single scale).
 
     Args:
@@ -161,26 +139,22 @@ class EDSR(nn.Module):
         res_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        upsampling = _check_choice("upsampling", upsampling, EDSR_UPSAMPLING)
-        in_channels, out_channels, n_features, n_res_blocks = _check_common(
-            in_channels, out_channels, n_features, n_res_blocks)
+        args = self._record_generator_args(
+            in_channels, out_channels, upsampling, EDSR_UPSAMPLING,
+            n_features=(n_features, 1), n_res_blocks=(n_res_blocks, 0),
+        )
         if isinstance(res_scale, bool) or not isinstance(res_scale, (int, float)) or not res_scale > 0:
             raise ValueError(f"res_scale must be a number > 0, got res_scale={res_scale!r}")
-        self._args: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "upsampling": upsampling,
-            "n_features": n_features, "n_res_blocks": n_res_blocks, "res_scale": float(res_scale),
-        }
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.upsampling = upsampling
+        self._args["res_scale"] = float(res_scale)
 
-        self.head = _conv(in_channels, n_features)
+        f = args["n_features"]
+        self.head = same_conv(self.in_channels, f)
         self.body = nn.Sequential(
-            *[EDSRResBlock(n_features, 3, float(res_scale)) for _ in range(n_res_blocks)],
-            _conv(n_features, n_features),
+            *[EDSRResBlock(f, 3, float(res_scale)) for _ in range(args["n_res_blocks"])],
+            same_conv(f, f),
         )
-        self.upsample = EDSRUpsampler(upsampling, n_features)
-        self.tail = _conv(n_features, out_channels)
+        self.upsample = EDSRUpsampler(self.upsampling, f)
+        self.tail = same_conv(f, self.out_channels)
 
     @classmethod
     def baseline(cls, **kwargs: Any) -> EDSR:
@@ -192,10 +166,6 @@ class EDSR(nn.Module):
         """The paper's full EDSR (32 × 256, residual scaling 0.1); ``kwargs`` set the rest."""
         return cls(**{**EDSR_FULL, **kwargs})
 
-    def constructor_args(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this architecture (stored in checkpoints)."""
-        return dict(self._args)
-
     def receptive_field_lr(self) -> float:
         """Radius of the receptive field in LR cells.
 
@@ -206,15 +176,14 @@ class EDSR(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, in_channels, h, w) → (B, out_channels, h·upsampling, w·upsampling)"""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        self._check_input(x)
         h = self.head(x)
         y = self.body(h) + h
         return self.tail(self.upsample(y))
 
 
 @register_model
-class MDSR(nn.Module):
+class MDSR(ZooModule):
     """Multi-scale deep super-resolution network: one network, several scale factors.
 
     Args:
@@ -242,34 +211,31 @@ class MDSR(nn.Module):
         if isinstance(scales, (str, bytes)) or not hasattr(scales, "__iter__"):
             raise ValueError(f"scales must be a sequence of distinct values from {EDSR_UPSAMPLING}, "
                              f"got scales={scales!r}")
-        scale_list = [_check_choice("scales", s, EDSR_UPSAMPLING) for s in scales]
+        scale_list = [check_choice("scales", s, EDSR_UPSAMPLING) for s in scales]
         if not scale_list or len(set(scale_list)) != len(scale_list):
             raise ValueError(f"scales must be a non-empty sequence of distinct values from "
                              f"{EDSR_UPSAMPLING}, got scales={scales!r}")
-        upsampling = _check_choice("upsampling", upsampling, tuple(scale_list))
-        in_channels, out_channels, n_features, n_res_blocks = _check_common(
-            in_channels, out_channels, n_features, n_res_blocks)
-        self._args: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "scales": list(scale_list),
-            "upsampling": upsampling, "n_features": n_features, "n_res_blocks": n_res_blocks,
-        }
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.upsampling = upsampling
         self.scales: tuple[int, ...] = tuple(scale_list)
+        args = self._record_generator_args(
+            in_channels, out_channels, upsampling, self.scales,
+            n_features=(n_features, 1), n_res_blocks=(n_res_blocks, 0),
+        )
+        # recorded in signature order, scales before upsampling (as checkpoints have them)
+        self._args = {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                      "scales": list(scale_list)} | args
 
-        f = n_features
-        self.head = _conv(in_channels, f)
+        f = args["n_features"]
+        self.head = same_conv(self.in_channels, f)
         self.pre_process = nn.ModuleDict({
             str(s): nn.Sequential(EDSRResBlock(f, 5), EDSRResBlock(f, 5)) for s in self.scales
         })
-        self.body = nn.Sequential(*[EDSRResBlock(f, 3) for _ in range(n_res_blocks)], _conv(f, f))
+        self.body = nn.Sequential(*[EDSRResBlock(f, 3) for _ in range(args["n_res_blocks"])], same_conv(f, f))
         self.upsample = nn.ModuleDict({str(s): EDSRUpsampler(s, f) for s in self.scales})
-        self.tail = _conv(f, out_channels)
+        self.tail = same_conv(f, self.out_channels)
 
     def constructor_args(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this architecture (stored in checkpoints)."""
-        args = dict(self._args)
+        args = super().constructor_args()
         args["scales"] = list(args["scales"])
         return args
 
@@ -294,8 +260,7 @@ class MDSR(nn.Module):
         """x: (B, in_channels, h, w) → (B, out_channels, h·scale, w·scale); ``scale`` defaults to
         ``upsampling`` and must be one of ``scales``."""
         s = self._scale(scale)
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        self._check_input(x)
         h = self.pre_process[str(s)](self.head(x))
         y = self.body(h) + h
         return self.tail(self.upsample[str(s)](y))

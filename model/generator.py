@@ -21,11 +21,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from model.layers import same_conv
+
 __all__ = ["RaSeedGenerator", "ResidualBlock", "count_parameters"]
-
-
-def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, kernel_size=k, padding=k // 2)
 
 
 class ResidualBlock(nn.Module):
@@ -37,9 +35,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
-        self.conv1 = _conv(n_features, n_features, 3)
+        self.conv1 = same_conv(n_features, n_features, 3)
         self.act = nn.PReLU(n_features)
-        self.conv2 = _conv(n_features, n_features, 3)
+        self.conv2 = same_conv(n_features, n_features, 3)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, F, h, w) → (B, F, h, w)"""
@@ -99,17 +97,17 @@ class RaSeedGenerator(nn.Module):
         self.upsampling = int(upsampling)
         self.n_stages = int(math.log2(upsampling))
 
-        self.head = nn.Sequential(_conv(in_channels, n_features, 9), nn.PReLU(n_features))
+        self.head = nn.Sequential(same_conv(in_channels, n_features, 9), nn.PReLU(n_features))
         self.body = nn.Sequential(*[ResidualBlock(n_features) for _ in range(n_res_blocks)])
-        self.body_tail = _conv(n_features, n_features, 3)
+        self.body_tail = same_conv(n_features, n_features, 3)
         shuffled = upsample_features // 4
         stages: list[nn.Module] = []
         c = n_features
         for _ in range(self.n_stages):
-            stages += [_conv(c, upsample_features, 3), nn.PixelShuffle(2), nn.PReLU(shuffled)]
+            stages += [same_conv(c, upsample_features, 3), nn.PixelShuffle(2), nn.PReLU(shuffled)]
             c = shuffled
         self.upsample = nn.Sequential(*stages)
-        self.tail = _conv(c, out_channels, 9)
+        self.tail = same_conv(c, out_channels, 9)
 
     def constructor_args(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this architecture (stored in checkpoints)."""

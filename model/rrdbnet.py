@@ -30,12 +30,12 @@ replaces the paper's flatten of a 128×128 crop (4×4×8F features), so any HR s
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from model.layers import ZooModule, same_conv
 from model.registry import register_model
 
 __all__ = ["RRDB", "RRDBNet", "RelativisticDiscriminator", "ResidualDenseBlock"]
@@ -45,21 +45,9 @@ _RESIDUAL_SCALE = 0.2
 _INIT_SCALE = 0.1
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return int(value)
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[int, ...]) -> int:
-    if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {name}={value!r}")
-    return int(value)
-
-
-def _conv(c_in: int, c_out: int, k: int = 3, stride: int = 1, bias: bool = True) -> nn.Conv2d:
-    # padding 1: 'same' for 3×3, exact halving of even sizes for the discriminator's 4×4/2
-    return nn.Conv2d(c_in, c_out, kernel_size=k, stride=stride, padding=1, bias=bias)
+def _halving_conv(c_in: int, c_out: int) -> nn.Conv2d:
+    # 4×4, stride 2, padding 1: exact halving of even sizes (the discriminator's downsampling)
+    return nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=False)
 
 
 class ResidualDenseBlock(nn.Module):
@@ -73,8 +61,8 @@ class ResidualDenseBlock(nn.Module):
     def __init__(self, n_features: int, growth: int) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
-            [_conv(n_features + i * growth, growth) for i in range(4)]
-            + [_conv(n_features + 4 * growth, n_features)]
+            [same_conv(n_features + i * growth, growth) for i in range(4)]
+            + [same_conv(n_features + 4 * growth, n_features)]
         )
         self.act = nn.LeakyReLU(0.2, inplace=True)
         for conv in self.convs:
@@ -104,7 +92,7 @@ class RRDB(nn.Module):
 
 
 @register_model
-class RRDBNet(nn.Module):
+class RRDBNet(ZooModule):
     """ESRGAN's generator.
 
     Args:
@@ -129,33 +117,20 @@ class RRDBNet(nn.Module):
         growth: int = 32,
     ) -> None:
         super().__init__()
-        upsampling = _check_choice("upsampling", upsampling, RRDBNET_UPSAMPLING)
-        in_channels = _check_int("in_channels", in_channels, 1)
-        out_channels = _check_int("out_channels", out_channels, 1)
-        n_features = _check_int("n_features", n_features, 1)
-        n_blocks = _check_int("n_blocks", n_blocks, 0)
-        growth = _check_int("growth", growth, 1)
-        self._args: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "upsampling": upsampling,
-            "n_features": n_features, "n_blocks": n_blocks, "growth": growth,
-        }
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.upsampling = upsampling
-        self.n_stages = int(math.log2(upsampling))
+        args = self._record_generator_args(
+            in_channels, out_channels, upsampling, RRDBNET_UPSAMPLING,
+            n_features=(n_features, 1), n_blocks=(n_blocks, 0), growth=(growth, 1),
+        )
+        self.n_stages = int(math.log2(self.upsampling))
 
-        f = n_features
-        self.conv_first = _conv(in_channels, f)
-        self.body = nn.Sequential(*[RRDB(f, growth) for _ in range(n_blocks)])
-        self.conv_body = _conv(f, f)
-        self.conv_up = nn.ModuleList([_conv(f, f) for _ in range(self.n_stages)])
-        self.conv_hr = _conv(f, f)
-        self.conv_last = _conv(f, out_channels)
+        f = args["n_features"]
+        self.conv_first = same_conv(self.in_channels, f)
+        self.body = nn.Sequential(*[RRDB(f, args["growth"]) for _ in range(args["n_blocks"])])
+        self.conv_body = same_conv(f, f)
+        self.conv_up = nn.ModuleList([same_conv(f, f) for _ in range(self.n_stages)])
+        self.conv_hr = same_conv(f, f)
+        self.conv_last = same_conv(f, self.out_channels)
         self.act = nn.LeakyReLU(0.2, inplace=True)
-
-    def constructor_args(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this architecture (stored in checkpoints)."""
-        return dict(self._args)
 
     def receptive_field_lr(self) -> float:
         """Radius of the receptive field in LR cells.
@@ -170,8 +145,7 @@ class RRDBNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, in_channels, h, w) → (B, out_channels, h·upsampling, w·upsampling)"""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        self._check_input(x)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
         for conv in self.conv_up:
@@ -180,7 +154,7 @@ class RRDBNet(nn.Module):
 
 
 @register_model
-class RelativisticDiscriminator(nn.Module):
+class RelativisticDiscriminator(ZooModule):
     """ESRGAN's VGG-style discriminator C(x), globally pooled, returning raw logits.
 
     Args:
@@ -194,22 +168,16 @@ class RelativisticDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 1, n_features: int = 64) -> None:
         super().__init__()
-        in_channels = _check_int("in_channels", in_channels, 1)
-        n_features = _check_int("n_features", n_features, 1)
-        self._args: dict[str, Any] = {"in_channels": in_channels, "n_features": n_features}
-        self.in_channels = in_channels
-
-        f = n_features
+        f = self._record_args(in_channels=(in_channels, 1), n_features=(n_features, 1))["n_features"]
         layers: list[nn.Module] = [
-            _conv(in_channels, f, 3, bias=True), nn.LeakyReLU(0.2, inplace=True),
-            _conv(f, f, 4, stride=2, bias=False), nn.BatchNorm2d(f), nn.LeakyReLU(0.2, inplace=True),
+            same_conv(self.in_channels, f, 3, bias=True), nn.LeakyReLU(0.2, inplace=True),
+            _halving_conv(f, f), nn.BatchNorm2d(f), nn.LeakyReLU(0.2, inplace=True),
         ]
         c = f
         for width in (2 * f, 4 * f, 8 * f, 8 * f):
             layers += [
-                _conv(c, width, 3, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True),
-                _conv(width, width, 4, stride=2, bias=False), nn.BatchNorm2d(width),
-                nn.LeakyReLU(0.2, inplace=True),
+                same_conv(c, width, 3, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True),
+                _halving_conv(width, width), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True),
             ]
             c = width
         self.features = nn.Sequential(*layers)
@@ -218,18 +186,13 @@ class RelativisticDiscriminator(nn.Module):
             nn.Flatten(), nn.Linear(c, 100), nn.LeakyReLU(0.2, inplace=True), nn.Linear(100, 1),
         )
 
-    def constructor_args(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this architecture (stored in checkpoints)."""
-        return dict(self._args)
-
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, in_channels, H, W) with H, W ≥ 32 → logits C(x), (B, 1)
 
         (In training mode batch normalisation needs B ≥ 2 when both H and W are below 64: the
         last feature map is then 1×1.)
         """
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        self._check_input(x, "H, W")
         if min(x.shape[-2:]) < self.MIN_SIZE:
             raise ValueError(f"RelativisticDiscriminator needs H, W >= {self.MIN_SIZE}, got {tuple(x.shape[-2:])}")
         return self.head(self.pool(self.features(x)))

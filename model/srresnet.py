@@ -32,10 +32,10 @@ mode (running statistics) each sample is processed independently.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from torch import Tensor, nn
 
+from model.layers import ZooModule, same_conv
 from model.registry import register_model
 
 __all__ = ["SRGANDiscriminator", "SRResNet", "SRResNetBlock"]
@@ -44,22 +44,6 @@ SRRESNET_UPSAMPLING = (2, 4, 8)
 
 # (filters / F, stride) of the seven discriminator blocks after the head (the paper's Fig. 4).
 _D_BLOCKS: tuple[tuple[int, int], ...] = ((1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
-    return int(value)
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[int, ...]) -> int:
-    if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {name}={value!r}")
-    return int(value)
-
-
-def _conv(c_in: int, c_out: int, k: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, kernel_size=k, stride=stride, padding=k // 2, bias=bias)
 
 
 class SRResNetBlock(nn.Module):
@@ -71,10 +55,10 @@ class SRResNetBlock(nn.Module):
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
-        self.conv1 = _conv(n_features, n_features, 3, bias=False)
+        self.conv1 = same_conv(n_features, n_features, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(n_features)
         self.act = nn.PReLU(n_features)
-        self.conv2 = _conv(n_features, n_features, 3, bias=False)
+        self.conv2 = same_conv(n_features, n_features, 3, bias=False)
         self.bn2 = nn.BatchNorm2d(n_features)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -83,7 +67,7 @@ class SRResNetBlock(nn.Module):
 
 
 @register_model
-class SRResNet(nn.Module):
+class SRResNet(ZooModule):
     """SRGAN's generator (SRResNet, with batch normalisation).
 
     Args:
@@ -107,33 +91,21 @@ class SRResNet(nn.Module):
         n_res_blocks: int = 16,
     ) -> None:
         super().__init__()
-        upsampling = _check_choice("upsampling", upsampling, SRRESNET_UPSAMPLING)
-        in_channels = _check_int("in_channels", in_channels, 1)
-        out_channels = _check_int("out_channels", out_channels, 1)
-        n_features = _check_int("n_features", n_features, 1)
-        n_res_blocks = _check_int("n_res_blocks", n_res_blocks, 0)
-        self._args: dict[str, Any] = {
-            "in_channels": in_channels, "out_channels": out_channels, "upsampling": upsampling,
-            "n_features": n_features, "n_res_blocks": n_res_blocks,
-        }
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.upsampling = upsampling
-        self.n_stages = int(math.log2(upsampling))
+        args = self._record_generator_args(
+            in_channels, out_channels, upsampling, SRRESNET_UPSAMPLING,
+            n_features=(n_features, 1), n_res_blocks=(n_res_blocks, 0),
+        )
+        self.n_stages = int(math.log2(self.upsampling))
 
-        f = n_features
-        self.head = nn.Sequential(_conv(in_channels, f, 9), nn.PReLU(f))
-        self.body = nn.Sequential(*[SRResNetBlock(f) for _ in range(n_res_blocks)])
-        self.body_tail = nn.Sequential(_conv(f, f, 3, bias=False), nn.BatchNorm2d(f))
+        f = args["n_features"]
+        self.head = nn.Sequential(same_conv(self.in_channels, f, 9), nn.PReLU(f))
+        self.body = nn.Sequential(*[SRResNetBlock(f) for _ in range(args["n_res_blocks"])])
+        self.body_tail = nn.Sequential(same_conv(f, f, 3, bias=False), nn.BatchNorm2d(f))
         stages: list[nn.Module] = []
         for _ in range(self.n_stages):
-            stages += [_conv(f, 4 * f, 3), nn.PixelShuffle(2), nn.PReLU(f)]
+            stages += [same_conv(f, 4 * f, 3), nn.PixelShuffle(2), nn.PReLU(f)]
         self.upsample = nn.Sequential(*stages)
-        self.tail = _conv(f, out_channels, 9)
-
-    def constructor_args(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this architecture (stored in checkpoints)."""
-        return dict(self._args)
+        self.tail = same_conv(f, self.out_channels, 9)
 
     def receptive_field_lr(self) -> float:
         """Radius of the receptive field in LR cells (how far an input cell can reach an output).
@@ -148,15 +120,14 @@ class SRResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, in_channels, h, w) → (B, out_channels, h·upsampling, w·upsampling)"""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, h, w), got {tuple(x.shape)}")
+        self._check_input(x)
         h = self.head(x)
         y = self.body_tail(self.body(h)) + h
         return self.tail(self.upsample(y))
 
 
 @register_model
-class SRGANDiscriminator(nn.Module):
+class SRGANDiscriminator(ZooModule):
     """SRGAN's discriminator with batch normalisation and a globally pooled head.
 
     Args:
@@ -168,28 +139,21 @@ class SRGANDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 1, n_features: int = 64, dense_features: int = 1024) -> None:
         super().__init__()
-        in_channels = _check_int("in_channels", in_channels, 1)
-        n_features = _check_int("n_features", n_features, 1)
-        dense_features = _check_int("dense_features", dense_features, 1)
-        self._args: dict[str, Any] = {
-            "in_channels": in_channels, "n_features": n_features, "dense_features": dense_features,
-        }
-        self.in_channels = in_channels
-        layers: list[nn.Module] = [_conv(in_channels, n_features, 3), nn.LeakyReLU(0.2)]
+        args = self._record_args(
+            in_channels=(in_channels, 1), n_features=(n_features, 1), dense_features=(dense_features, 1),
+        )
+        n_features, dense_features = args["n_features"], args["dense_features"]
+        layers: list[nn.Module] = [same_conv(self.in_channels, n_features, 3), nn.LeakyReLU(0.2)]
         c = n_features
         for mult, stride in _D_BLOCKS:
             out = n_features * mult
-            layers += [_conv(c, out, 3, stride=stride, bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
+            layers += [same_conv(c, out, 3, stride=stride, bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
             c = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(c, dense_features), nn.LeakyReLU(0.2), nn.Linear(dense_features, 1),
         )
-
-    def constructor_args(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this architecture (stored in checkpoints)."""
-        return dict(self._args)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, in_channels, H, W), any H, W ≥ 1 → logits (B, 1)
@@ -198,6 +162,5 @@ class SRGANDiscriminator(nn.Module):
         an HR side of at least 17 so that the last feature map, ceil(H/16)×ceil(W/16), is larger
         than 1×1.)
         """
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        self._check_input(x, "H, W")
         return self.head(self.pool(self.features(x)))
