@@ -30,7 +30,7 @@ from flows.config import SeedfieldConfig
 from flows.dask_runtime import dask_client
 from flows.evaluate import METRICS, period_range
 from flows.evaluate_job import score_days
-from flows.infer import engine_for, predict_days, read_lr
+from flows.infer import engine_for, predict_days, read_lr, resolve_device
 from flows.prepare import stream_norm_stats
 from flows.progress import RunProgress
 from flows.train import ensure_gpu_limit, split_days, train_task
@@ -201,8 +201,8 @@ def compare_flow(
         "epochs": config.compare.epochs, "pretrain_epochs": config.compare.pretrain_epochs,
         "max_batches_per_epoch": config.compare.max_batches_per_epoch, "batch_size": config.train.batch_size,
         "lr_generator": config.train.lr_generator, "lr_discriminator": config.train.lr_discriminator,
-        "device": config.train.device, "paper_sizes": config.compare.paper_sizes,
-        "infer_batch_size": infer_settings.batch_size, "infer_device": infer_settings.device,
+        "device": resolve_device(config.train.device), "paper_sizes": config.compare.paper_sizes,
+        "infer_batch_size": infer_settings.batch_size, "infer_device": resolve_device(infer_settings.device),
     }
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),

@@ -69,22 +69,33 @@ def stream_norm_stats(
     seasonal: bool = False,
 ) -> NormStats:
     """Per-pixel statistics over ``days``, streamed: partial sums on the workers, merged here.
-    ``seasonal`` gives (12, h, w) per-calendar-month arrays instead of annual (h, w) ones."""
+    ``seasonal`` gives (12, h, w) per-calendar-month arrays instead of annual (h, w) ones.
+
+    Parts are merged in day order whatever order the tasks finish in (a part that arrives early
+    waits, at most ``window`` of them), so the statistics, and a model trained on them, are the
+    same bit for bit on every run."""
     if not days:
         raise StoreError(f"{store.path}: no prepared day to compute normalisation statistics from")
     merged: dict[str, StreamingStats] = {}
     job = {"seedings_path": store.path, "seedings_options": store.storage_options, "seasonal": seasonal}
-    for _group, part in run_windowed(
+    groups = chunks(days, 4 * days_per_task)
+    order = {g[0]: i for i, g in enumerate(groups)}
+    early: dict[int, dict[str, Any]] = {}
+    next_part = 0
+    for group, part in run_windowed(
         lambda g: on_dask.submit(f"stats-{g[0]}-{g[-1]}", stats_partial_job, {"days": g, **job}),
-        chunks(days, 4 * days_per_task),
+        groups,
         window=2 * config.dask.n_workers,
     ):
         if isinstance(part, Exception):
             raise part
-        names = {k.rsplit("_", 1)[0] for k in part}
-        for name in names:
-            st = StreamingStats.from_arrays({k: part[f"{name}_{k}"] for k in ("count", "mean", "m2")})
-            merged[name] = st if name not in merged else merged[name].merge(st)
+        early[order[group[0]]] = part
+        while next_part in early:
+            part = early.pop(next_part)
+            next_part += 1
+            for name in sorted({k.rsplit("_", 1)[0] for k in part}):
+                st = StreamingStats.from_arrays({k: part[f"{name}_{k}"] for k in ("count", "mean", "m2")})
+                merged[name] = st if name not in merged else merged[name].merge(st)
     if not seasonal:
         return finalize(merged["lr"], merged["hr"])
     return finalize_seasonal(
