@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -175,7 +174,6 @@ def compare_flow(
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     infer_settings = config.infer.model_copy(update={"tile": None})
     rows: list[dict[str, Any]] = []
-    scored: list[dict[str, Any]] | None = None
     names = list(dict.fromkeys(config.compare.architectures))
     with RunProgress(len(names) + 1, f"compare {len(names)} architectures", "compare-progress", progress_bar) as progress:
         for name in names:
@@ -185,14 +183,12 @@ def compare_flow(
                     architecture_config(config, name), name, f"zoo-{name}-{stamp}", registry, train_days,
                     val_days, test_days, norm, upsampling, seedings, raw, data_range, infer_settings, logger,
                 ))
-                scored = row.pop("_scored")
             except Exception as exc:
                 logger.error("compare: %s failed: %s: %s", name, type(exc).__name__, exc)
                 row["error"] = f"{type(exc).__name__}: {exc}"
             rows.append(row)
             progress.advance()
-        if scored is None:  # every architecture failed: the baselines still get scored
-            scored = score_days(test_days, seedings, raw, None, data_range)
+        scored = score_days(test_days, seedings, raw, None, data_range)  # the baselines, once
         for method in BASELINES:
             rows.append({"method": method, "kind": "baseline", "parameters": None, "seconds_per_epoch": None,
                          "infer_ms_per_field": None, **mean_metrics(scored, method)})
@@ -238,7 +234,7 @@ def _train_and_score(
             cfg, model_id, train_days, val_days, norm, upsampling, str(workdir))
     except BaseException:
         if not cfg.compare.keep_checkpoints:
-            shutil.rmtree(workdir.parent, ignore_errors=True)  # nothing was published
+            registry.discard_unpublished(model_id)
         raise
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(), "purpose": "seedfield compare",
@@ -251,16 +247,15 @@ def _train_and_score(
     }
     registry.publish(model_id, Path(result["kept_checkpoint"]), meta, make_current=False)
     if not cfg.compare.keep_checkpoints:
-        shutil.rmtree(workdir, ignore_errors=True)
+        registry.drop_workdir(model_id)
     engine, _ = engine_for(registry, model_id, infer_settings)
     hr, ms = time_inference(engine, seedings, test_days)
-    scored = score_days(test_days, seedings, raw, hr, data_range)
-    metrics = mean_metrics(scored, "model")
+    metrics = mean_metrics(score_days(test_days, seedings, raw, hr, data_range, baselines=False), "model")
     seconds = [h["seconds"] for h in result["history"]]
     logger.info("compare: %s trained in %.0f s (kept epoch %s), %.1f ms/field, RMSE %.4f", name,
                 result["seconds"], result["kept_epoch"], ms, metrics["rmse"])
     return {
         "model_id": model_id, "parameters": count_parameters(engine.generator),
         "seconds_per_epoch": float(np.mean(seconds)), "infer_ms_per_field": ms,
-        "kept_epoch": result["kept_epoch"], **metrics, "_scored": scored,
+        "kept_epoch": result["kept_epoch"], **metrics,
     }

@@ -26,8 +26,10 @@ def is_global(lon: np.ndarray) -> bool:
 
 def reconstructions(
     day: dt.date, seedings: DailyStore, raw: DailyStore, model_hr: np.ndarray | None,
+    baselines: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(truth, land, {method: field}, seeded day arrays) on the trimmed native grid."""
+    """(truth, land, {method: field}, seeded day arrays) on the trimmed native grid; the
+    classical baselines among the fields unless ``baselines`` is False."""
     params = seeding_params(seedings)
     bin_size = int(params["bin_size"])
     hr_cell = bin_size // int(params["upsampling"])
@@ -39,7 +41,7 @@ def reconstructions(
     keep = s["sensor_index"] >= 0
     idx, val = s["sensor_index"][keep].astype("int64"), s["sensor_value"][keep]
     periodic = is_global(seedings.read_static("lon"))
-    fields = {
+    fields = {} if not baselines else {
         "cubic": interpolate_scattered(idx, val, (ny, nx), "cubic", periodic_lon=periodic),
         "linear": interpolate_scattered(idx, val, (ny, nx), "linear", periodic_lon=periodic),
         "bicubic_lr": bicubic_from_bins(s["lr_mean"], bin_size, periodic_lon=periodic),
@@ -71,12 +73,15 @@ def evaluate_days_job(
 
 def score_days(
     days: list[dt.date], seedings: DailyStore, raw: DailyStore, model_hr: np.ndarray | None, data_range: float,
+    baselines: bool = True,
 ) -> list[dict[str, Any]]:
-    """Per-day metrics and spectra of the baselines and, given its (T, H, W) HR predictions, the model."""
+    """Per-day metrics and spectra of the baselines (unless ``baselines`` is False) and, given its
+    (T, H, W) HR predictions, the model."""
     dx = float(np.median(np.diff(seedings.read_static("lon"))))
     out = []
     for i, day in enumerate(days):
-        truth, land, fields, _ = reconstructions(day, seedings, raw, None if model_hr is None else model_hr[i])
+        truth, land, fields, _ = reconstructions(day, seedings, raw, None if model_hr is None else model_hr[i],
+                                                 baselines)
         mask = ~land & np.isfinite(truth)
         row: dict[str, Any] = {"day": day.isoformat(), "metrics": {}, "spectra": {}}
         k, p = radial_power_spectrum(truth, mask, dx=dx)

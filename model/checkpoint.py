@@ -35,8 +35,6 @@ import torch
 from torch import Tensor, nn
 
 from model.data import Normalisation
-from model.discriminator import RaSeedDiscriminator
-from model.generator import RaSeedGenerator
 from model.registry import MODEL_CLASSES, build_model, register_model
 
 __all__ = [
@@ -58,10 +56,6 @@ SUPPORTED_VERSIONS = (1,)
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read back into models (names the file)."""
-
-
-register_model(RaSeedGenerator)
-register_model(RaSeedDiscriminator)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

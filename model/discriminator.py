@@ -23,12 +23,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from model.registry import register_model
+
 __all__ = ["RaSeedDiscriminator"]
 
 # (filters / 64, stride) of the seven blocks after the head, as in the reference.
 _BLOCKS: tuple[tuple[int, int], ...] = ((1, 4), (2, 1), (2, 2), (4, 1), (4, 2), (8, 1), (8, 2))
 
 
+@register_model
 class RaSeedDiscriminator(nn.Module):
     """Discriminator of RaSeedGAN.
 

@@ -22,6 +22,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from model.layers import same_conv
+from model.registry import register_model
 
 __all__ = ["RaSeedGenerator", "ResidualBlock", "count_parameters"]
 
@@ -44,6 +45,7 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(self.act(self.conv1(x)))
 
 
+@register_model
 class RaSeedGenerator(nn.Module):
     """Super-resolution generator of RaSeedGAN (SRGAN generator without batch-norm).
 

@@ -102,6 +102,16 @@ class ModelRegistry:
         found = [p.parent for p in self.root.glob("*/model.pt")]
         return [p.name for p in sorted(found, key=lambda p: (p / "model.pt").stat().st_mtime)]
 
+    def drop_workdir(self, model_id: str) -> None:
+        """Delete the trainer's checkpoints of ``model_id`` (the published model.pt stays)."""
+        shutil.rmtree(self._dir(model_id) / "work", ignore_errors=True)
+
+    def discard_unpublished(self, model_id: str) -> None:
+        """Delete everything of a model that was never published (a training that failed)."""
+        if (self._dir(model_id) / "model.pt").exists():
+            raise RegistryError(f"model {model_id!r} in {self.root} is published; not discarding it")
+        shutil.rmtree(self._dir(model_id), ignore_errors=True)
+
     def current(self) -> str | None:
         path = self.root / "CURRENT"
         return path.read_text().strip() if path.exists() else None
