@@ -51,7 +51,7 @@ def build_stores(tmp: str, days: list[dt.date], hr_shape: tuple[int, int], bin_s
         idx = np.full(store.group["sensor_index"].shape[1], -1, "int32")
         val = np.full(idx.shape, np.nan, "float32")
         idx[:n], val[:n] = s.sensors.index, s.sensors.value
-        store.write_day(d, {"lr_mean": s.lr_mean, "lr_count": s.lr_count, "hr_mean": s.hr_mean,
+        store.write_step(d, {"lr_mean": s.lr_mean, "lr_count": s.lr_count, "hr_mean": s.hr_mean,
                             "hr_flag": s.hr_flag, "sensor_index": idx, "sensor_value": val})
         store.commit(d, {"status": "ok", "raw_sha256": "synthetic"})
     return store, params
@@ -123,7 +123,7 @@ def main() -> None:
         for n in counts:
             days = all_days[:n]
             x = torch.from_numpy(np.stack([
-                make_input(*(seedings.read_day(d, ["lr_mean", "lr_count"])[k] for k in ("lr_mean", "lr_count")), norm)
+                make_input(*(seedings.read_step(d, ["lr_mean", "lr_count"])[k] for k in ("lr_mean", "lr_count")), norm)
                 for d in days]))
             pipe_t, bare_t, peak = [], [], 0.0
             for rep in range(3):  # alternate, keep the best of three: robust to other load

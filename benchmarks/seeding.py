@@ -52,8 +52,8 @@ def main() -> None:
     from flows.prepare_job import prepare_days_job
     from pipeline.sample_archive import derive_daily_sst
     from pipeline.seeding import SeedingParams, seed_day
-    from storage.daily_store import date_range
     from storage.raw_store import create_raw_store
+    from storage.step_store import date_range
 
     params = SeedingParams(sensors_per_bin=10, bin_size=16, upsampling=8)
     days = date_range(dt.date(2019, 1, 1), dt.date(2019, 1, 1) + dt.timedelta(days=args.days - 1))
@@ -79,7 +79,7 @@ def main() -> None:
         raw_path, seed_path = f"{tmp}/raw.zarr", f"{tmp}/seedings.zarr"
         raw = create_raw_store(raw_path, days, grid.lat, grid.lon, land)
         for day, f in zip(days, fields, strict=True):
-            raw.write_day(day, {"sst": f})
+            raw.write_step(day, {"sst": f})
             raw.commit(day, {"status": "ok", "sha256": str(day)})
         cfg = load_config(None, {"stores.raw": raw_path, "stores.seedings": seed_path})
         open_or_create_seedings(cfg, days)

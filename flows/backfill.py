@@ -30,29 +30,32 @@ from prefect.runtime import flow_run as runtime_flow_run
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import shared_dask
 from flows.infer import infer_flow
-from flows.ingest import ingest_flow
+from flows.ingest import ingest_flow, known_cadence
 from flows.locks import pipeline_locks
 from flows.prepare import prepare_flow
 from flows.progress import RunProgress
-from flows.reports import DayOutcome, any_failed, summarise
-from storage.daily_store import DailyStore, date_range
+from flows.reports import StepOutcome, any_failed, summarise
+from pipeline.steps import DAILY, Cadence, parse_step, step_label
 from storage.model_registry import ModelRegistry
+from storage.step_store import StepStore
 
 
-def chunk_ranges(start: dt.date, end: dt.date, chunk_days: int) -> list[tuple[dt.date, dt.date]]:
-    """[start, end] cut into consecutive ranges of ``chunk_days`` days (the last may be shorter)."""
+def chunk_ranges(
+    start: dt.date, end: dt.date, chunk_days: int, cadence: Cadence = DAILY
+) -> list[tuple[dt.date, dt.date]]:
+    """[start, end] cut into consecutive ranges of ``chunk_days`` steps (the last may be shorter)."""
     if chunk_days < 1:
         raise ConfigError(f"chunk_days must be at least 1, got {chunk_days}")
-    days = date_range(start, end)
+    days = cadence.steps(start, end)
     return [(days[i], days[min(i + chunk_days, len(days)) - 1]) for i in range(0, len(days), chunk_days)]
 
 
 def done_days(config: SeedfieldConfig, days: list[dt.date], model_id: str) -> set[dt.date]:
     """Days whose reconstruction is committed ``ok`` by ``model_id``."""
     path, opts = config.stores.output, config.stores.storage_options or None
-    if not DailyStore.exists(path, opts):
+    if not StepStore.exists(path, opts):
         return set()
-    out = DailyStore(path, opts)
+    out = StepStore(path, opts)
     done = set()
     for d in days:
         m = out.marker(d)
@@ -78,10 +81,11 @@ def run_backfill(
     logger = get_run_logger()
     if not config.archive.source:
         raise ConfigError("config key 'archive.source': not set; the backfill needs the archive")
-    ranges = chunk_ranges(start, end, chunk_days)
+    cadence = known_cadence(config)
+    ranges = chunk_ranges(start, end, chunk_days, cadence)
     registry = ModelRegistry(config.stores.registry)
     model_id = registry.resolve(model_id)
-    status: dict[dt.date, DayOutcome] = {}
+    status: dict[dt.date, StepOutcome] = {}
     chunk_rows: list[dict[str, Any]] = []
     purpose = f"backfill {start}…{end} (flow run {runtime_flow_run.id or 'local'})"
     logger.info("backfill %s…%s with %s: %d chunk(s) of up to %d days", start, end, model_id, len(ranges), chunk_days)
@@ -89,19 +93,19 @@ def run_backfill(
         took_over = [f"{lock.store}: {who}" for lock in held for who in lock.took_over]
         for who in took_over:
             logger.warning("took over a stale lock of %s", who)
-        n_days = (end - start).days + 1
+        n_days = len(cadence.steps(start, end))
         try:
             with shared_dask(config) as cfg, RunProgress(
                 n_days, f"backfill {start}…{end}", "backfill-progress", progress_bar
             ) as progress:
                 for i, (a, b) in enumerate(ranges, 1):
-                    days = date_range(a, b)
+                    days = cadence.steps(a, b)
                     done = set() if force else done_days(cfg, days, model_id)
                     todo = [d for d in days if d not in done]
-                    row: dict[str, Any] = {"chunk": i, "start": a.isoformat(), "end": b.isoformat(),
+                    row: dict[str, Any] = {"chunk": i, "start": step_label(a), "end": step_label(b),
                                            "days": len(days), "already_done": len(done)}
                     for d in done:
-                        status[d] = DayOutcome(d.isoformat(), "skipped", cfg.stores.output, "done before")
+                        status[d] = StepOutcome(step_label(d), "skipped", cfg.stores.output, "done before")
                     if not todo:
                         chunk_rows.append({**row, "outcome": "skipped (all days done)", "seconds": 0.0})
                         progress.advance(len(days))
@@ -118,9 +122,9 @@ def run_backfill(
                         logger.error("chunk %d (%s…%s) crashed; stopping. Re-run to resume: %s", i, lo, hi, exc)
                         raise
                     for r in result["days"]:
-                        d = dt.date.fromisoformat(r["day"])
+                        d = cadence.coerce(parse_step(r["day"]))
                         if d in todo:
-                            status[d] = DayOutcome(r["day"], r["status"], cfg.stores.output, r.get("message", ""))
+                            status[d] = StepOutcome(r["day"], r["status"], cfg.stores.output, r.get("message", ""))
                     counts = summarise(status[d] for d in todo if d in status)
                     bad = counts["failed"] + counts["missing"]
                     chunk_rows.append({**row, "outcome": "partial" if bad else "done",

@@ -21,8 +21,8 @@ from rich.console import Console
 
 from flows.config import SeedfieldConfig, load_config
 from pipeline.errors import SeedfieldError
-from storage.daily_store import StoreError
 from storage.model_registry import RegistryError
+from storage.step_store import StoreError
 
 app = typer.Typer(
     name="seedfield",
@@ -38,11 +38,35 @@ EXIT_PARTIAL = 3
 EXIT_BAD_INPUT = 2
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file", exists=False)]
-DateArg = Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD")]
+DateArg = Annotated[
+    dt.datetime,
+    typer.Option(
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H", "%Y-%m-%dT%H:%M"],
+        help="YYYY-MM-DD (a whole day on an hourly store) or YYYY-MM-DDTHH",
+    ),
+]
+
+
+def _step(value: dt.datetime) -> dt.date:
+    """A command-line date as a step bound: a plain date, or a date-time when it has an hour."""
+    return value.date() if value.time() == dt.time(0) else value
 
 
 def _config(path: Path | None, **overrides: Any) -> SeedfieldConfig:
     return load_config(path, overrides)
+
+
+def _pair(text: str | None, option: str) -> list[float] | None:
+    """``"LOW,HIGH"`` as two numbers; a ConfigError naming ``option`` otherwise."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        from flows.config import ConfigError
+
+        raise ConfigError(f"{option}: expected LOW,HIGH (two numbers, e.g. -40,50), got {text!r}") from None
+    return [low, high]
 
 
 def _fail(exc: Exception) -> None:
@@ -95,20 +119,23 @@ def ingest(
     archive: Annotated[str | None, typer.Option(help="directory, glob or URL pattern of the daily files")] = None,
     store: Annotated[str | None, typer.Option(help="raw Zarr store (path or URL)")] = None,
     variable: Annotated[str | None, typer.Option(help="variable to read (default sst)")] = None,
+    step: Annotated[str | None, typer.Option(help="time step of a new store: 1D, 1h, 3h, 1MS, climatology (default: detected)")] = None,
+    valid_range: Annotated[str | None, typer.Option(help="physical range LOW,HIGH in °C (default -3,45)")] = None,
     dask_address: Annotated[str | None, typer.Option(help="existing Dask scheduler; default a LocalCluster")] = None,
     workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
     json_report: Annotated[Path | None, typer.Option("--json", help="write a JSON report here")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Validate the archive's daily files and write them into the raw Zarr store (idempotent)."""
+    """Validate the archive's files and write their time steps into the raw Zarr store (idempotent)."""
     from flows.ingest import ingest_flow
 
     try:
         cfg = _config(
             config, **{"archive.source": archive, "stores.raw": store, "archive.variable": variable,
+                       "archive.step": step, "archive.valid_range": _pair(valid_range, "--valid-range"),
                        "dask.address": dask_address, "dask.n_workers": workers},
         )
-        result = ingest_flow(cfg, start.date(), end.date(), str(json_report) if json_report else None, progress_bar=True)
+        result = ingest_flow(cfg, _step(start), _step(end), str(json_report) if json_report else None, progress_bar=True)
     except (SeedfieldError, StoreError) as exc:
         _fail(exc)
     _finish(result)
@@ -147,7 +174,7 @@ def prepare(
                 "dask.address": dask_address, "dask.n_workers": workers,
             },
         )
-        result = prepare_flow(cfg, start.date(), end.date(), force=force,
+        result = prepare_flow(cfg, _step(start), _step(end), force=force,
                               report=str(json_report) if json_report else None, progress_bar=True)
     except (SeedfieldError, StoreError) as exc:
         _fail(exc)
@@ -175,7 +202,7 @@ def train(
         cfg = _config(config, **{"stores.seedings": store, "train.epochs": epochs, "train.device": device,
                                  "stores.registry": registry, "split.processes": processes,
                                  "train.architecture": architecture})
-        result = train_flow(cfg, start.date(), end.date(), model_id)
+        result = train_flow(cfg, _step(start), _step(end), model_id)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
     out.print(f"model [bold]{result['model_id']}[/] (epoch {result['kept_epoch']}) published to "
@@ -202,7 +229,7 @@ def infer(
     try:
         cfg = _config(config, **{"stores.seedings": store, "stores.output": output, "stores.registry": registry,
                                  "infer.tile": tile, "infer.batch_size": batch_size, "infer.device": device})
-        result = infer_flow(cfg, start.date(), end.date(), model, force=force, progress_bar=True)
+        result = infer_flow(cfg, _step(start), _step(end), model, force=force, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
     _finish(result)
@@ -225,7 +252,7 @@ def evaluate(
 
     try:
         cfg = _config(config, **{"stores.seedings": store, "stores.raw": raw, "stores.registry": registry})
-        report = evaluate_flow(cfg, start.date(), end.date(), str(json_out), model,
+        report = evaluate_flow(cfg, _step(start), _step(end), str(json_out), model,
                                str(plots) if plots else None, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
@@ -257,7 +284,7 @@ def compare(
             "compare.architectures": [a.strip() for a in architectures.split(",") if a.strip()] if architectures else None,
             "compare.epochs": epochs, "compare.max_batches_per_epoch": batches,
         })
-        report = compare_flow(cfg, start.date(), end.date(), str(json_out),
+        report = compare_flow(cfg, _step(start), _step(end), str(json_out),
                               str(markdown) if markdown else None, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
@@ -350,7 +377,7 @@ def backfill(
 
     try:
         cfg = _config(config, **{"dask.address": dask_address, "dask.n_workers": workers})
-        result = backfill_flow(cfg, start.date(), end.date(), chunk_days, force, model, progress_bar=True)
+        result = backfill_flow(cfg, _step(start), _step(end), chunk_days, force, model, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError, ValueError) as exc:
         _fail(exc)
     counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)

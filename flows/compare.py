@@ -34,9 +34,9 @@ from flows.prepare import stream_norm_stats
 from flows.progress import RunProgress
 from flows.train import ensure_gpu_limit, split_days, train_task
 from storage.cf import code_version
-from storage.daily_store import DailyStore, StoreError
 from storage.model_registry import ModelRegistry
 from storage.seedings_store import seeding_params
+from storage.step_store import StepStore, StoreError
 
 BASELINES = ("cubic", "linear", "bicubic_lr", "lr_bins")
 TABLE_BEGIN = "<!-- seedfield compare: begin -->"
@@ -129,7 +129,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     path.write_text(text)
 
 
-def time_inference(engine: Any, seedings: DailyStore, days: list[dt.date]) -> tuple[np.ndarray, float]:
+def time_inference(engine: Any, seedings: StepStore, days: list[dt.date]) -> tuple[np.ndarray, float]:
     """HR predictions of ``days`` and the wall time per field in ms (after one warm-up day)."""
     lr = read_lr(seedings, days)
     predict_days(engine, seedings, days[:1], (lr[0][:1], lr[1][:1]))
@@ -150,16 +150,16 @@ def compare_flow(
     """Train, time and score every ``config.compare.architectures``; write JSON (and Markdown)."""
     logger = get_run_logger()
     opts = config.stores.storage_options or None
-    if not DailyStore.exists(config.stores.seedings, opts):
+    if not StepStore.exists(config.stores.seedings, opts):
         raise StoreError(f"{config.stores.seedings}: no seedings store; run `seedfield prepare` first")
-    seedings = DailyStore(config.stores.seedings, opts)
+    seedings = StepStore(config.stores.seedings, opts)
     raw_path = config.stores.raw
-    if not DailyStore.exists(raw_path, opts) and seedings.attrs.get("raw_store"):
+    if not StepStore.exists(raw_path, opts) and seedings.attrs.get("raw_store"):
         raw_path = str(seedings.attrs["raw_store"])  # the raw store these seedings came from
-    if not DailyStore.exists(raw_path, opts):
+    if not StepStore.exists(raw_path, opts):
         raise StoreError(f"{raw_path}: no raw store (the truth to score against); set stores.raw")
-    raw = DailyStore(raw_path, opts)
-    days = [d for d in seedings.committed_days() if start <= d <= end]
+    raw = StepStore(raw_path, opts)
+    days = seedings.committed_between(start, end)
     train_days, val_days, test_days = split_three(
         days, config.compare.test_fraction, config.compare.val_fraction or config.split.val_fraction)
     logger.info("compare: %d training days %s…%s, %d validation, %d test days %s…%s", len(train_days),
@@ -222,8 +222,8 @@ def compare_flow(
 
 def _train_and_score(
     cfg: SeedfieldConfig, name: str, model_id: str, registry: ModelRegistry, train_days: list[dt.date],
-    val_days: list[dt.date], test_days: list[dt.date], norm: Any, upsampling: int, seedings: DailyStore,
-    raw: DailyStore, data_range: float, infer_settings: Any, logger: Any,
+    val_days: list[dt.date], test_days: list[dt.date], norm: Any, upsampling: int, seedings: StepStore,
+    raw: StepStore, data_range: float, infer_settings: Any, logger: Any,
 ) -> dict[str, Any]:
     """Train one architecture, publish it (not current), time its inference and score it."""
     from model.generator import count_parameters

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from model.config import ARCHITECTURES, Architecture, TrainConfig
 from pipeline.errors import SeedfieldError
 from pipeline.seeding import SeedingParams
+from pipeline.steps import Cadence
 
 
 class ConfigError(SeedfieldError):
@@ -27,12 +28,22 @@ class _Section(BaseModel):
 
 
 class ArchiveSettings(_Section):
-    """Where the daily netCDF files are and how to read them."""
+    """Where the netCDF files are, which variable and time step they hold, how to read them."""
 
     source: str | None = Field(None, description="directory, glob, or URL pattern with {date:%Y%m%d}")
     variable: str = Field("sst", description="the field's variable name in the files")
     valid_range: tuple[float, float] = Field((-3.0, 45.0), description="physical range, °C")
+    step: str | None = Field(
+        None,
+        description="time step of the store: '1D' (daily), 'Nh' (e.g. '1h', '3h'), '1MS' (monthly) "
+        "or 'climatology'; None = detected from the files (daily when they cannot tell)",
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+
+    @field_validator("step")
+    @classmethod
+    def _known_step(cls, v: str | None) -> str | None:
+        return None if v is None else Cadence.parse(v).code
 
     @field_validator("valid_range")
     @classmethod

@@ -32,13 +32,14 @@ from prefect.runtime import flow_run as runtime_flow_run
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import shared_dask
 from flows.infer import infer_flow
-from flows.ingest import ingest_flow
+from flows.ingest import ingest_flow, known_cadence
 from flows.locks import pipeline_locks
 from flows.prepare import prepare_flow
-from flows.reports import DayOutcome, summarise
+from flows.reports import StepOutcome, summarise
 from pipeline.quicklook import data_uri, quicklook_png
-from storage.daily_store import DailyStore
+from pipeline.steps import parse_step, step_label
 from storage.model_registry import ModelRegistry
+from storage.step_store import StepStore
 
 DONE = ("ok", "unchanged")
 
@@ -51,7 +52,7 @@ def resolve_day(day: dt.date | dt.datetime | str | None, lag_days: int = 1,
             return day.date()
         if isinstance(day, dt.date):
             return day
-        return dt.date.fromisoformat(str(day))
+        return parse_step(str(day))
     when = scheduled if scheduled is not None else runtime_flow_run.scheduled_start_time
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
@@ -64,23 +65,22 @@ def daily_run_name() -> str:
     return f"daily-{resolve_day(params.get('day'), int(params.get('lag_days', 1)))}"
 
 
-def preliminary_days(raw: DailyStore, day: dt.date, window: int) -> list[dt.date]:
-    """Days of ``[day − window, day − 1]`` stored (ok) from a preliminary file."""
-    if not DailyStore.exists(raw.path, raw.storage_options):
+def preliminary_days(raw: StepStore, day: dt.date, window: int) -> list[dt.date]:
+    """Steps of the days ``[day − window, day − 1]`` stored (ok) from a preliminary file."""
+    if window < 1 or not StepStore.exists(raw.path, raw.storage_options):
         return []
     found = []
-    for i in range(window, 0, -1):
-        d = day - dt.timedelta(days=i)
+    for d in raw.steps_between(day - dt.timedelta(days=window), day - dt.timedelta(days=1)):
         m = raw.marker(d)
         if m and m.get("status") == "ok" and m.get("preliminary"):
             found.append(d)
     return found
 
 
-def _qa_rows(rows: list[dict[str, Any]], raw: DailyStore, qa_threshold: float | None) -> list[dict[str, Any]]:
+def _qa_rows(rows: list[dict[str, Any]], raw: StepStore, qa_threshold: float | None) -> list[dict[str, Any]]:
     table = []
     for r in rows:
-        m = raw.marker(dt.date.fromisoformat(r["day"])) or {}
+        m = raw.marker(parse_step(r["day"])) or {}
         rmse = r.get("qa_rebin_rmse")
         if rmse is None:
             qa = "—"
@@ -98,11 +98,11 @@ def _qa_rows(rows: list[dict[str, Any]], raw: DailyStore, qa_threshold: float | 
 
 
 def _quicklook(config: SeedfieldConfig, day: dt.date, model_id: str) -> str | None:
-    out = DailyStore(config.stores.output, config.stores.storage_options or None)
+    out = StepStore(config.stores.output, config.stores.storage_options or None)
     marker = out.marker(day)
     if not marker or marker.get("status") != "ok":
         return None
-    sst = out.read_day(day, ["sst"])["sst"]
+    sst = out.read_step(day, ["sst"])["sst"]
     land = out.read_static("land_mask").astype(bool)
     png = quicklook_png(sst, out.read_static("lat"), out.read_static("lon"), land,
                         f"reconstructed SST {day} ({model_id})")
@@ -124,7 +124,8 @@ def run_daily(
     registry = ModelRegistry(config.stores.registry)
     model_id = registry.resolve(model_id)
     opts = config.stores.storage_options or None
-    raw = DailyStore(config.stores.raw, opts)
+    raw = StepStore(config.stores.raw, opts)
+    cadence = known_cadence(config)
     first = day - dt.timedelta(days=preliminary_window)
     purpose = f"daily {day} (flow run {runtime_flow_run.id or 'local'})"
     with pipeline_locks(config, first, day, purpose) as held, shared_dask(config) as cfg:
@@ -132,8 +133,10 @@ def run_daily(
             for who in lock.took_over:
                 logger.warning("took over a stale lock of %s: %s", lock.store, who)
         ingest_flow(cfg, day, day)
-        targets = [day] if (raw.marker(day) or {}).get("status") == "ok" else []
-        prelim = preliminary_days(raw, day, preliminary_window)
+        # the day's steps: the day itself, its hours on a sub-daily axis, its month on a monthly one
+        steps = raw.steps_between(day, day)
+        targets = [s for s in steps if (raw.marker(s) or {}).get("status") == "ok"]
+        prelim = [d for d in preliminary_days(raw, day, preliminary_window) if d not in steps]
         reingested: list[dt.date] = []
         if prelim:
             before = {d: raw.marker(d) for d in prelim}
@@ -150,12 +153,13 @@ def run_daily(
             lo, hi = targets[0], targets[-1]
             prepare_flow(cfg, lo, hi)
             inferred = infer_flow(cfg, lo, hi, model_id, qa_threshold=qa_threshold)
-            wanted = {d.isoformat() for d in targets}
+            wanted = {step_label(d) for d in targets}
             rows = [r for r in inferred["days"] if r["day"] in wanted]
-    if day not in targets:
-        m = raw.marker(day) or {}
-        rows.insert(0, {"day": day.isoformat(), "status": m.get("status", "missing"),
-                        "message": m.get("error") or "the day could not be ingested"})
+    for step in raw.steps_between(day, day) if StepStore.exists(raw.path, opts) else cadence.steps(day, day):
+        if step not in targets:
+            m = raw.marker(step) if StepStore.exists(raw.path, opts) else None
+            rows.insert(0, {"day": step_label(step), "status": (m or {}).get("status", "missing"),
+                            "message": (m or {}).get("error") or "the step could not be ingested"})
     rows.sort(key=lambda r: r["day"])
     flagged = [r["day"] for r in rows if qa_threshold is not None and (r.get("qa_rebin_rmse") or 0) > qa_threshold]
     for d in flagged:
@@ -164,10 +168,10 @@ def run_daily(
     for r in rows:
         if r["status"] not in DONE:
             logger.warning("%s %s: %s", r["day"], r["status"], r.get("message", ""))
-    counts = summarise(DayOutcome(r["day"], r["status"]) for r in rows)
+    counts = summarise(StepOutcome(r["day"], r["status"]) for r in rows)
     table = _qa_rows(rows, raw, qa_threshold)
     create_table_artifact(table, key="daily-qa", description=f"daily run {day}: per-day QA, model {model_id}")
-    ql = _quicklook(config, day, model_id)
+    ql = _quicklook(config, targets[-1], model_id) if targets else None
     if ql:
         create_markdown_artifact(ql, key="daily-quicklook", description=f"reconstructed SST {day}")
     create_markdown_artifact(
@@ -181,8 +185,8 @@ def run_daily(
     )
     logger.info("daily %s with %s: %s; re-ingested %s; QA flagged %s", day, model_id, counts,
                 [str(d) for d in reingested], flagged)
-    return {"day": day.isoformat(), "store": config.stores.output, "model_id": model_id, "summary": counts,
-            "days": rows, "reingested": [d.isoformat() for d in reingested], "qa_flagged": flagged,
+    return {"day": step_label(day), "store": config.stores.output, "model_id": model_id, "summary": counts,
+            "days": rows, "reingested": [step_label(d) for d in reingested], "qa_flagged": flagged,
             "failed_days": failed, "ok": not failed}
 
 

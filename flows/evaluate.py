@@ -21,19 +21,20 @@ from flows.progress import RunProgress
 from flows.windowed import run_windowed
 from pipeline.baselines import nearest_from_bins
 from pipeline.plots import comparison_maps, spectra_plot
-from storage.daily_store import DailyStore, StoreError
+from pipeline.steps import parse_step, step_label
 from storage.model_registry import ModelRegistry
 from storage.raw_store import raw_variable
+from storage.step_store import StepStore, StoreError
 
 METRICS = ("rmse", "mae", "bias", "psnr", "ssim", "hfen")
 
 
-def period_range(raw: DailyStore, days: list[dt.date], shape: tuple[int, int], land: np.ndarray) -> float:
+def period_range(raw: StepStore, days: list[dt.date], shape: tuple[int, int], land: np.ndarray) -> float:
     """max − min of the truth over the ocean and the whole period (one range for every day)."""
     var = raw_variable(raw)
     lo, hi = np.inf, -np.inf
     for d in days:
-        t = raw.read_day(d, [var])[var][: shape[0], : shape[1]][~land]
+        t = raw.read_step(d, [var])[var][: shape[0], : shape[1]][~land]
         lo, hi = min(lo, float(np.nanmin(t))), max(hi, float(np.nanmax(t)))
     return hi - lo
 
@@ -57,12 +58,12 @@ def evaluate_flow(
     registry = ModelRegistry(config.stores.registry)
     model_id = registry.resolve(model_id)
     meta = registry.meta(model_id)
-    seedings, raw = DailyStore(config.stores.seedings, opts), DailyStore(config.stores.raw, opts)
-    days = [d for d in seedings.committed_days() if start <= d <= end]
+    seedings, raw = StepStore(config.stores.seedings, opts), StepStore(config.stores.raw, opts)
+    days = seedings.committed_between(start, end)
     if not days:
         raise StoreError(f"{seedings.path}: no prepared day in {start}…{end} to evaluate")
     trained = meta.get("train_period", [None, None])[1], meta.get("val_period", [None, None])[1]
-    overlap = [d for d in days if trained[1] and d.isoformat() <= trained[1]]
+    overlap = [d for d in days if trained[1] and step_label(d) <= trained[1]]
     if overlap:
         logger.warning("%d evaluated days fall inside the model's training/validation period (up to %s)",
                        len(overlap), trained[1])
@@ -75,7 +76,7 @@ def evaluate_flow(
     rows: list[dict[str, Any]] = []
     with dask_client(config.dask), RunProgress(len(days), f"evaluate {start}…{end}", "evaluate-progress", progress_bar) as progress:
         for group, result in run_windowed(
-            lambda g: on_dask.submit(f"evaluate-{g[0]}-to-{g[-1]}", evaluate_days_job, {"days": g, **job}),
+            lambda g: on_dask.submit(f"evaluate-{step_label(g[0])}-to-{step_label(g[-1])}", evaluate_days_job, {"days": g, **job}),
             chunks(days, days_per_task), window=2 * config.dask.n_workers,
         ):
             if isinstance(result, Exception):
@@ -111,9 +112,9 @@ def evaluate_flow(
 
 
 def make_plots(config: SeedfieldConfig, out: Path, rows: list[dict[str, Any]], model_id: str,
-               seedings: DailyStore, raw: DailyStore) -> dict[str, str]:
+               seedings: StepStore, raw: StepStore) -> dict[str, str]:
     """Maps for one day (config evaluate.plot_day, else the first) and the mean spectra."""
-    day = dt.date.fromisoformat(config.evaluate.plot_day or rows[0]["day"])
+    day = parse_step(config.evaluate.plot_day or rows[0]["day"])
     engine, _ = engine_for(ModelRegistry(config.stores.registry), model_id,
                            config.infer.model_copy(update={"device": "cpu"}))
     hr = predict_days(engine, seedings, [day])[0]
@@ -122,7 +123,7 @@ def make_plots(config: SeedfieldConfig, out: Path, rows: list[dict[str, Any]], m
     lr_native = nearest_from_bins(s["lr_mean"], params["seeding_bin_size"])
     lat, lon = seedings.read_static("lat"), seedings.read_static("lon")
     shown = {k: fields[k] for k in ("model", "cubic") if k in fields}
-    maps = comparison_maps(out / f"maps-{day}.png", f"{day}: truth, sensors, LR bins, model ({model_id}), cubic",
+    maps = comparison_maps(out / f"maps-{step_label(day)}.png", f"{step_label(day)}: truth, sensors, LR bins, model ({model_id}), cubic",
                            lat, lon, truth, shown, (s["sensor_index"], s["sensor_value"]), lr_native, land)
     k = np.asarray(rows[0]["wavenumber"])
     spectra = {name: (k, np.mean([np.asarray(r["spectra"][name]) for r in rows], axis=0))

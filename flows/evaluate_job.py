@@ -12,9 +12,10 @@ from pipeline.baselines import bicubic_from_bins, interpolate_scattered, nearest
 from pipeline.metrics import evaluate
 from pipeline.regrid import hr_to_native
 from pipeline.spectra import radial_power_spectrum
-from storage.daily_store import DailyStore
+from pipeline.steps import step_label
 from storage.raw_store import raw_variable
 from storage.seedings_store import seeding_params
+from storage.step_store import StepStore
 
 METHODS = ("model", "cubic", "linear", "bicubic_lr", "lr_bins")
 
@@ -25,7 +26,7 @@ def is_global(lon: np.ndarray) -> bool:
 
 
 def reconstructions(
-    day: dt.date, seedings: DailyStore, raw: DailyStore, model_hr: np.ndarray | None,
+    day: dt.date, seedings: StepStore, raw: StepStore, model_hr: np.ndarray | None,
     baselines: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(truth, land, {method: field}, seeded day arrays) on the trimmed native grid; the
@@ -36,8 +37,8 @@ def reconstructions(
     land = seedings.read_static("land_mask").astype(bool)
     ny, nx = land.shape
     var = raw_variable(raw)
-    truth = raw.read_day(day, [var])[var][:ny, :nx]
-    s = seedings.read_day(day, ["sensor_index", "sensor_value", "lr_mean", "lr_count"])
+    truth = raw.read_step(day, [var])[var][:ny, :nx]
+    s = seedings.read_step(day, ["sensor_index", "sensor_value", "lr_mean", "lr_count"])
     keep = s["sensor_index"] >= 0
     idx, val = s["sensor_index"][keep].astype("int64"), s["sensor_value"][keep]
     periodic = is_global(seedings.read_static("lon"))
@@ -60,8 +61,8 @@ def evaluate_days_job(
     import torch
 
     torch.set_num_threads(1)  # one worker process per core
-    seedings = DailyStore(seedings_path, storage_options)
-    raw = DailyStore(raw_path, storage_options)
+    seedings = StepStore(seedings_path, storage_options)
+    raw = StepStore(raw_path, storage_options)
     hr = None
     if checkpoint:
         from flows.infer import load_engine, predict_days
@@ -72,7 +73,7 @@ def evaluate_days_job(
 
 
 def score_days(
-    days: list[dt.date], seedings: DailyStore, raw: DailyStore, model_hr: np.ndarray | None, data_range: float,
+    days: list[dt.date], seedings: StepStore, raw: StepStore, model_hr: np.ndarray | None, data_range: float,
     baselines: bool = True,
 ) -> list[dict[str, Any]]:
     """Per-day metrics and spectra of the baselines (unless ``baselines`` is False) and, given its
@@ -83,7 +84,7 @@ def score_days(
         truth, land, fields, _ = reconstructions(day, seedings, raw, None if model_hr is None else model_hr[i],
                                                  baselines)
         mask = ~land & np.isfinite(truth)
-        row: dict[str, Any] = {"day": day.isoformat(), "metrics": {}, "spectra": {}}
+        row: dict[str, Any] = {"day": step_label(day), "metrics": {}, "spectra": {}}
         k, p = radial_power_spectrum(truth, mask, dx=dx)
         row["spectra"]["truth"] = p
         row["wavenumber"] = k

@@ -16,15 +16,16 @@ from prefect.cache_policies import NONE
 from flows.config import InferSettings, SeedfieldConfig
 from flows.prepare import chunks
 from flows.progress import RunProgress
-from flows.reports import DayOutcome, any_failed, summarise
+from flows.reports import StepOutcome, any_failed, summarise
 from flows.windowed import run_windowed
 from pipeline.binning import block_mean
 from pipeline.regrid import NativeRegridder
+from pipeline.steps import step_label
 from storage.cf import code_version
-from storage.daily_store import DailyStore, StoreError, date_range
 from storage.model_registry import ModelRegistry
 from storage.output_store import create_output_store
 from storage.seedings_store import seeding_params
+from storage.step_store import StepStore, StoreError
 
 
 def resolve_device(device: str) -> str:
@@ -57,9 +58,9 @@ def engine_for(registry: ModelRegistry, model_id: str, settings: InferSettings) 
     return load_engine(str(path), path.stat().st_mtime, settings.model_dump_json())
 
 
-def read_lr(seedings: DailyStore, days: list[dt.date]) -> tuple[np.ndarray, np.ndarray]:
+def read_lr(seedings: StepStore, days: list[dt.date]) -> tuple[np.ndarray, np.ndarray]:
     """(T, h, w) LR bin means and counts of ``days``."""
-    rows = [seedings.read_day(d, ["lr_mean", "lr_count"]) for d in days]
+    rows = [seedings.read_step(d, ["lr_mean", "lr_count"]) for d in days]
     return np.stack([r["lr_mean"] for r in rows]), np.stack([r["lr_count"] for r in rows])
 
 
@@ -70,7 +71,7 @@ _FORWARD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_pref
 
 
 def predict_days(
-    engine: Any, seedings: DailyStore, days: list[dt.date], lr: tuple[np.ndarray, np.ndarray] | None = None
+    engine: Any, seedings: StepStore, days: list[dt.date], lr: tuple[np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
     """(T, H, W) physical-unit HR predictions for ``days`` from the stored LR inputs."""
     lr_mean, lr_count = lr if lr is not None else read_lr(seedings, days)
@@ -81,7 +82,7 @@ def predict_days(
 @functools.lru_cache(maxsize=4)
 def regridder(path: str, created: str, hr_cell: int) -> NativeRegridder:
     """The store's HR → native regridder, built once per process and store."""
-    return NativeRegridder(DailyStore(path).read_static("land_mask").astype(bool), hr_cell)
+    return NativeRegridder(StepStore(path).read_static("land_mask").astype(bool), hr_cell)
 
 
 def rebin_qa(native: np.ndarray, lr_mean: np.ndarray, lr_count: np.ndarray, bin_size: int) -> tuple[float, float]:
@@ -94,10 +95,10 @@ def rebin_qa(native: np.ndarray, lr_mean: np.ndarray, lr_count: np.ndarray, bin_
     return float(np.sqrt(np.mean(diff**2))), float(np.mean(diff))
 
 
-def open_or_create_output(config: SeedfieldConfig, seedings: DailyStore, days: list[dt.date], model_id: str) -> DailyStore:
+def open_or_create_output(config: SeedfieldConfig, seedings: StepStore, days: list[dt.date], model_id: str) -> StepStore:
     path, opts = config.stores.output, config.stores.storage_options or None
-    if DailyStore.exists(path, opts):
-        store = DailyStore(path, opts)
+    if StepStore.exists(path, opts):
+        store = StepStore(path, opts)
         store.extend(days)
         store.update_attrs(model_id=model_id)
         return store
@@ -110,7 +111,7 @@ def open_or_create_output(config: SeedfieldConfig, seedings: DailyStore, days: l
     }
     return create_output_store(
         path, days, seedings.read_static("lat"), seedings.read_static("lon"),
-        seedings.read_static("land_mask"), provenance, opts,
+        seedings.read_static("land_mask"), provenance, opts, seedings.cadence,
     )
 
 
@@ -118,17 +119,17 @@ def open_or_create_output(config: SeedfieldConfig, seedings: DailyStore, days: l
 def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: list[dt.date], force: bool) -> list[dict[str, Any]]:
     """Predict, regrid, mask, QA and write a chunk of days; one result per day."""
     opts = config.stores.storage_options or None
-    seedings = DailyStore(config.stores.seedings, opts)
-    out = DailyStore(config.stores.output, opts)
+    seedings = StepStore(config.stores.seedings, opts)
+    out = StepStore(config.stores.output, opts)
     todo = []
     results = []
     for day in days:
         old = out.marker(day)
         src = seedings.marker(day)
         if not src or src.get("status") != "ok":
-            results.append({"day": day.isoformat(), "status": "missing", "message": "no prepared seedings for this day"})
+            results.append({"day": step_label(day), "status": "missing", "message": "no prepared seedings for this day"})
         elif not force and old and old.get("status") == "ok" and old.get("model_id") == model_id and old.get("seedings") == src.get("raw_sha256"):
-            results.append({"day": day.isoformat(), "status": "unchanged", "qa_rebin_rmse": old.get("qa_rebin_rmse")})
+            results.append({"day": step_label(day), "status": "unchanged", "qa_rebin_rmse": old.get("qa_rebin_rmse")})
         else:
             todo.append(day)
     if not todo:
@@ -142,10 +143,10 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
     for i, (day, field) in enumerate(zip(todo, hr, strict=True)):
         native = to_native(field)
         qa_rmse, qa_bias = rebin_qa(native, lr_mean[i], lr_count[i], bin_size)
-        out.write_day(day, {"sst": native, "qa_rebin_rmse": np.float32(qa_rmse), "qa_rebin_bias": np.float32(qa_bias)})
+        out.write_step(day, {"sst": native, "qa_rebin_rmse": np.float32(qa_rmse), "qa_rebin_bias": np.float32(qa_bias)})
         out.commit(day, {"status": "ok", "model_id": model_id, "seedings": seedings.marker(day).get("raw_sha256"),
                          "qa_rebin_rmse": round(qa_rmse, 5), "qa_rebin_bias": round(qa_bias, 5)})
-        results.append({"day": day.isoformat(), "status": "ok", "qa_rebin_rmse": round(qa_rmse, 5), "qa_rebin_bias": round(qa_bias, 5)})
+        results.append({"day": step_label(day), "status": "ok", "qa_rebin_rmse": round(qa_rmse, 5), "qa_rebin_bias": round(qa_bias, 5)})
     return results
 
 
@@ -158,25 +159,25 @@ def infer_flow(
     logger = get_run_logger()
     registry = ModelRegistry(config.stores.registry)
     model_id = registry.resolve(model_id)
-    seedings = DailyStore(config.stores.seedings, config.stores.storage_options or None)
-    if not DailyStore.exists(seedings.path, seedings.storage_options):
+    seedings = StepStore(config.stores.seedings, config.stores.storage_options or None)
+    if not StepStore.exists(seedings.path, seedings.storage_options):
         raise StoreError(f"{seedings.path}: no seedings store; run `seedfield prepare` first")
-    days = date_range(start, end)
+    days = seedings.steps_between(start, end)
     out = open_or_create_output(config, seedings, days, model_id)
     rows: list[dict[str, Any]] = []
     groups = chunks(days, config.infer.days_per_task)
     with RunProgress(len(days), f"infer {start}…{end}", "infer-progress", progress_bar) as progress:
         for group, result in run_windowed(
             lambda g: infer_days_task.submit(
-                f"infer-{g[0]}" if len(g) == 1 else f"infer-{g[0]}-to-{g[-1]}", config, model_id, g, force),
+                f"infer-{step_label(g[0])}" if len(g) == 1 else f"infer-{step_label(g[0])}-to-{step_label(g[-1])}", config, model_id, g, force),
             groups, window=2,
         ):
             if isinstance(result, Exception):
-                result = [{"day": d.isoformat(), "status": "failed", "message": f"{type(result).__name__}: {result}"} for d in group]
+                result = [{"day": step_label(d), "status": "failed", "message": f"{type(result).__name__}: {result}"} for d in group]
             rows.extend(result)
             progress.advance(len(group))
     rows.sort(key=lambda r: r["day"])
-    outcomes = [DayOutcome(r["day"], r["status"], out.path, r.get("message", "")) for r in rows]
+    outcomes = [StepOutcome(r["day"], r["status"], out.path, r.get("message", "")) for r in rows]
     flagged = [r for r in rows if qa_threshold is not None and (r.get("qa_rebin_rmse") or 0) > qa_threshold]
     for r in rows:
         if r["status"] in ("failed", "missing"):

@@ -1,4 +1,4 @@
-"""Ingest flow: validate daily archive files and write them into the raw Zarr store."""
+"""Ingest flow: validate archive files and write their time steps into the raw Zarr store."""
 
 from __future__ import annotations
 
@@ -13,31 +13,57 @@ from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
 from flows.ingest_job import ingest_files_job, record_failure
 from flows.progress import RunProgress
-from flows.reports import DayOutcome, any_failed, summarise, write_report
+from flows.reports import StepOutcome, any_failed, summarise, write_report
 from flows.windowed import run_windowed
 from pipeline.errors import ArchiveError
-from pipeline.readers import read_archive_file, validate_day
+from pipeline.readers import read_archive_file, validate_step
 from pipeline.sources import ArchiveFile, ArchiveIndex, read_bytes, resolve_archive
-from storage.daily_store import DailyStore, date_range
+from pipeline.steps import DAILY, Cadence, describe_runs, parse_step, step_label
 from storage.raw_store import create_raw_store
+from storage.step_store import StepStore
 
 
 def files_label(files: list[ArchiveFile]) -> str:
-    """Task-run label: ``ingest-2024-05-01`` for one day, ``ingest-2024-05-01-to-2024-05-08`` else."""
-    days = sorted(d for f in files for d in f.days)
-    if len(days) == 1:
-        return f"ingest-{days[0].isoformat()}"
-    return f"ingest-{days[0].isoformat()}-to-{days[-1].isoformat()}"
+    """Task-run label: ``ingest-2024-05-01`` for one step, ``ingest-2024-05-01-to-2024-05-08`` else."""
+    steps = sorted(d for f in files for d in f.steps)
+    if len(steps) == 1:
+        return f"ingest-{step_label(steps[0])}"
+    return f"ingest-{step_label(steps[0])}-to-{step_label(steps[-1])}"
+
+
+def store_cadence(config: SeedfieldConfig) -> Cadence | None:
+    """The raw store's step, checked against ``[archive] step``; None = detect from the files."""
+    path, opts = config.stores.raw, config.stores.storage_options or None
+    asked = Cadence.parse(config.archive.step) if config.archive.step else None
+    if not StepStore.exists(path, opts):
+        return asked
+    have = StepStore(path, opts).cadence
+    if asked is not None and asked != have:
+        raise ConfigError(
+            f"config key 'archive.step': the store {path} has the step {have.code!r}, not "
+            f"{asked.code!r}; a store keeps the step it was created with (use a new store)"
+        )
+    return have
+
+
+def known_cadence(config: SeedfieldConfig) -> Cadence:
+    """The raw store's step; before there is one, ``[archive] step``, else days.
+
+    A first run over a sub-daily archive without ``[archive] step`` is planned in whole days:
+    its ingest finds the archive's own step, and every step of those days is done.
+    """
+    return store_cadence(config) or DAILY
 
 
 def open_or_create_store(
     config: SeedfieldConfig, index: ArchiveIndex, start: dt.date, end: dt.date
-) -> DailyStore:
+) -> StepStore:
     """Open the raw store and grow it to the range, or create it from the first readable file."""
     path, opts = config.stores.raw, config.stores.storage_options or None
-    days = date_range(start, end)
-    if DailyStore.exists(path, opts):
-        store = DailyStore(path, opts)
+    cadence = index.cadence
+    days = cadence.steps(start, end)
+    if StepStore.exists(path, opts):
+        store = StepStore(path, opts)
         have = store.attrs.get("seedfield_variable")
         if have and have != config.archive.variable:
             raise ConfigError(
@@ -50,12 +76,12 @@ def open_or_create_store(
     for file in index.files:
         try:
             data = read_bytes(file.url, config.archive.storage_options or None)
-            decoded = read_archive_file(data, file.url, config.archive.variable, file.preliminary)
-            validate_day(decoded.days[0], file.url, config.archive.valid_range)
+            decoded = read_archive_file(data, file.url, config.archive.variable, file.preliminary, cadence)
+            validate_step(decoded.steps[0], file.url, config.archive.valid_range)
         except ArchiveError as exc:
             problems.append(str(exc))
             continue
-        first = decoded.days[0].values
+        first = decoded.steps[0].values
         return create_raw_store(
             path,
             days,
@@ -70,12 +96,13 @@ def open_or_create_store(
                 "land_mask_sha256": hashlib.sha256(data).hexdigest(),
             },
             storage_options=opts,
+            cadence=cadence,
         )
     detail = "\n  ".join(problems[:5]) or "no file in the range"
     raise ArchiveError(str(config.archive.source), f"no readable file to build the store from:\n  {detail}")
 
 
-def _day_table(outcomes: list[DayOutcome], limit: int = 500) -> list[dict[str, str]]:
+def _day_table(outcomes: list[StepOutcome], limit: int = 500) -> list[dict[str, str]]:
     rows = sorted(outcomes, key=lambda o: o.day)
     return [{"day": o.day, "status": o.status, "source": o.source.rsplit("/", 1)[-1], "message": o.message} for o in rows[:limit]]
 
@@ -97,18 +124,19 @@ def ingest_flow(
     source = config.archive.source
     if not source:
         raise ConfigError("config key 'archive.source': not set; pass --archive or set [archive] source")
-    index = resolve_archive(source, start, end, config.archive.storage_options or None)
+    index = resolve_archive(source, start, end, config.archive.storage_options or None, store_cadence(config))
     logger.info(
-        "archive %s: %d files for %s…%s, %d days missing, %d duplicated",
-        source, len(index.files), start, end, len(index.missing), len(index.duplicates),
+        "archive %s: %d files for %s…%s, step %s, %d steps missing, %d duplicated",
+        source, len(index.files), start, end, index.cadence.code, len(index.missing), len(index.duplicates),
     )
     store = open_or_create_store(config, index, start, end)
-    outcomes: list[DayOutcome] = []
-    for day in index.missing:
-        outcomes.append(record_failure(store, day.isoformat(), "missing", source, f"no file for {day} in {source}"))
-    for day, urls in sorted(index.duplicates.items()):
-        msg = f"{len(urls)} files hold this day, refusing to guess: {', '.join(urls)}"
-        outcomes.append(record_failure(store, day.isoformat(), "failed", urls[0], msg))
+    outcomes: list[StepOutcome] = []
+    for step in index.missing:
+        label = step_label(step)
+        outcomes.append(record_failure(store, label, "missing", source, f"no file for {label} in {source}"))
+    for step, urls in sorted(index.duplicates.items()):
+        msg = f"{len(urls)} files hold this step, refusing to guess: {', '.join(urls)}"
+        outcomes.append(record_failure(store, step_label(step), "failed", urls[0], msg))
 
     job = {
         "store_path": config.stores.raw,
@@ -130,13 +158,16 @@ def ingest_flow(
         ):
             if isinstance(result, Exception):
                 msg = f"ingest crashed after retries: {type(result).__name__}: {result}"
-                result = [record_failure(store, d.isoformat(), "failed", f.url, msg) for f in group for d in f.days]
+                result = [record_failure(store, step_label(d), "failed", f.url, msg) for f in group for d in f.steps]
             outcomes.extend(result)
             progress.advance(len(group))
 
     for o in outcomes:
-        if o.status in ("failed", "missing"):
+        if o.status == "failed":
             logger.warning("%s %s: %s", o.day, o.status, o.message)
+    missing = [store.cadence.coerce(parse_step(o.day)) for o in outcomes if o.status == "missing"]
+    for line in describe_runs(missing, store.cadence):  # one line per run of missing steps
+        logger.warning("%s missing (no file in %s)", line, source)
     counts = summarise(outcomes)
     logger.info("ingest %s…%s into %s: %s", start, end, config.stores.raw, counts)
     create_table_artifact(_day_table(outcomes), key="ingest-days", description=f"ingest {start}…{end}")

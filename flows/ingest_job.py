@@ -1,7 +1,7 @@
 """Ingest one archive file into the raw store. Runs inside a Dask worker process; no Prefect.
 
-Order of writes for each day: data (region write of the day's chunk), then the commit marker.
-A day whose stored version came from the same bytes (same sha256) is left untouched, so a
+Order of writes for each step: data (region write of the step's chunk), then the commit marker.
+A step whose stored version came from the same bytes (same sha256) is left untouched, so a
 re-run changes nothing on disk; a final file replaces a preliminary day; a bad file never
 overwrites a day that is already stored.
 """
@@ -15,23 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from flows.reports import DayOutcome
+from flows.reports import StepOutcome
 from pipeline.errors import ArchiveError
 from pipeline.grid import Grid, align_to_grid
-from pipeline.readers import read_archive_file, validate_day
+from pipeline.readers import read_archive_file, validate_step
 from pipeline.sources import ArchiveFile, read_bytes
-from storage.daily_store import DailyStore
+from pipeline.steps import parse_step, step_label
 from storage.raw_store import LAND_MASK, raw_variable
+from storage.step_store import StepStore
 
 
 @functools.lru_cache(maxsize=8)
 def _static(path: str, created: str, options: str) -> tuple[Grid, np.ndarray]:
-    store = DailyStore(path, json.loads(options) or None)
+    store = StepStore(path, json.loads(options) or None)
     grid = Grid(lat=store.read_static("lat"), lon=store.read_static("lon"))
     return grid, store.read_static(LAND_MASK).astype(bool)
 
 
-def static_fields(store: DailyStore) -> tuple[Grid, np.ndarray]:
+def static_fields(store: StepStore) -> tuple[Grid, np.ndarray]:
     """The store's grid and land mask, read once per worker process and store."""
     created = str(store.attrs.get("date_created", ""))
     return _static(store.path, created, json.dumps(store.storage_options or {}, sort_keys=True))
@@ -41,17 +42,15 @@ def _is_ok(marker: dict[str, Any] | None) -> bool:
     return bool(marker) and marker.get("status") == "ok"
 
 
-def record_failure(store: DailyStore, day_iso: str, status: str, source: str, message: str) -> DayOutcome:
-    """Mark a day failed/missing, unless a good version is stored: that one is kept."""
-    import datetime as dt
-
-    day = dt.date.fromisoformat(day_iso)
+def record_failure(store: StepStore, day_iso: str, status: str, source: str, message: str) -> StepOutcome:
+    """Mark a step failed/missing, unless a good version is stored: that one is kept."""
+    day = parse_step(day_iso)
     old = store.marker(day)
     if _is_ok(old):
         message += f" (kept the version stored from {old.get('source')})"
     else:
         store.commit(day, {"status": status, "source": source, "error": message})
-    return DayOutcome(day_iso, status, source, message)  # type: ignore[arg-type]
+    return StepOutcome(day_iso, status, source, message)  # type: ignore[arg-type]
 
 
 def ingest_file_job(
@@ -61,50 +60,52 @@ def ingest_file_job(
     source_options: dict[str, Any] | None = None,
     store_options: dict[str, Any] | None = None,
     variable: str | None = None,
-) -> list[DayOutcome]:
-    """Read, validate and store every requested day of ``file``; one outcome per day."""
-    store = DailyStore(store_path, store_options)
+) -> list[StepOutcome]:
+    """Read, validate and store every requested step of ``file``; one outcome per step."""
+    store = StepStore(store_path, store_options)
     variable = variable or raw_variable(store)
-    wanted = {d.isoformat() for d in file.days}
+    wanted = {step_label(d) for d in file.steps}
     try:
         data = read_bytes(file.url, source_options)
         sha = hashlib.sha256(data).hexdigest()
-        old = {d: store.marker(d) for d in file.days}
+        old = {d: store.marker(d) for d in file.steps}
         if all(_is_ok(m) and m.get("sha256") == sha for m in old.values()):
-            return [DayOutcome(d.isoformat(), "unchanged", file.url) for d in file.days]
-        decoded = read_archive_file(data, file.url, variable=variable, preliminary=file.preliminary)
+            return [StepOutcome(step_label(d), "unchanged", file.url) for d in file.steps]
+        decoded = read_archive_file(
+            data, file.url, variable=variable, preliminary=file.preliminary, cadence=store.cadence
+        )
     except ArchiveError as exc:
         return [record_failure(store, d, "failed", file.url, str(exc)) for d in sorted(wanted)]
 
     grid, land = static_fields(store)
     outcomes = []
-    for day_field in decoded.days:
-        iso = day_field.day.isoformat()
+    for day_field in decoded.steps:
+        iso = step_label(day_field.step)
         if iso not in wanted:
             continue
         wanted.discard(iso)
         try:
-            validate_day(day_field, file.url, valid_range)
+            validate_step(day_field, file.url, valid_range)
             values = align_to_grid(day_field.values, decoded.grid, grid, file.url)
         except ArchiveError as exc:
             outcomes.append(record_failure(store, iso, "failed", file.url, str(exc)))
             continue
-        before = old.get(day_field.day)
+        before = old.get(day_field.step)
         if _is_ok(before) and not before.get("preliminary") and file.preliminary:
-            outcomes.append(DayOutcome(iso, "unchanged", file.url, "a final version is stored"))
+            outcomes.append(StepOutcome(iso, "unchanged", file.url, "a final version is stored"))
             continue
         values = np.where(land, np.nan, values).astype("float32")
-        store.write_day(day_field.day, {variable: values})
+        store.write_step(day_field.step, {variable: values})
         store.commit(
-            day_field.day,
+            day_field.step,
             {"status": "ok", "source": file.url, "sha256": sha, "preliminary": file.preliminary},
         )
-        outcomes.append(DayOutcome(iso, "ok", file.url))
+        outcomes.append(StepOutcome(iso, "ok", file.url))
     for iso in sorted(wanted):
-        outcomes.append(record_failure(store, iso, "failed", file.url, "the file holds no data for this day"))
+        outcomes.append(record_failure(store, iso, "failed", file.url, "the file holds no data for this step"))
     return outcomes
 
 
-def ingest_files_job(files: list[ArchiveFile], **job: Any) -> list[DayOutcome]:
+def ingest_files_job(files: list[ArchiveFile], **job: Any) -> list[StepOutcome]:
     """Several files in one job (a backfill chunk): the same as one job per file, in order."""
     return [o for f in files for o in ingest_file_job(f, **job)]

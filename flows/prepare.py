@@ -1,5 +1,5 @@
-"""Prepare flow: random sensors, LR bin means and HR sparse targets for each day, plus the
-normalisation statistics over a period, into the seedings store."""
+"""Prepare flow: random sensors, LR bin means and HR sparse targets for each time step, plus the
+normalisation statistics over a period, into the seedings store (same step as the raw store)."""
 
 from __future__ import annotations
 
@@ -13,25 +13,35 @@ from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
 from flows.prepare_job import params_digest, prepare_days_job, stats_partial_job
 from flows.progress import RunProgress
-from flows.reports import DayOutcome, any_failed, summarise, write_report
+from flows.reports import StepOutcome, any_failed, summarise, write_report
 from flows.windowed import run_windowed
 from pipeline.normalisation import NormStats, StreamingStats, finalize, finalize_seasonal
 from pipeline.seeding import SeedingParams, n_sensors, trim_shape
-from storage.daily_store import DailyStore, StoreError, date_range
+from pipeline.steps import Cadence, parse_step, step_label
 from storage.raw_store import LAND_MASK
 from storage.seedings_store import create_seedings_store, seeding_params, write_norm_stats
+from storage.step_store import StepStore, StoreError
 
 
 def chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
     return [days[i : i + size] for i in range(0, len(days), size)]
 
 
-def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> DailyStore:
+def pipeline_cadence(config: SeedfieldConfig) -> Cadence:
+    """The step of the seedings store, or else of the raw store it is made from."""
+    opts = config.stores.storage_options or None
+    for path in (config.stores.seedings, config.stores.raw):
+        if StepStore.exists(path, opts):
+            return StepStore(path, opts).cadence
+    raise StoreError(f"{config.stores.raw}: no raw store; run `seedfield ingest` first")
+
+
+def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> StepStore:
     """Open the seedings store (checking its parameters) or create it from the raw store's grid."""
     params: SeedingParams = config.seeding
     path, opts = config.stores.seedings, config.stores.storage_options or None
-    if DailyStore.exists(path, opts):
-        store = DailyStore(path, opts)
+    if StepStore.exists(path, opts):
+        store = StepStore(path, opts)
         have = seeding_params(store)
         want = params.model_dump()
         diff = [f"seeding.{k}: store has {have.get(k)!r}, asked {v!r}" for k, v in want.items() if have.get(k) != v]
@@ -42,9 +52,9 @@ def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> Dai
             )
         store.extend(days)
         return store
-    if not DailyStore.exists(config.stores.raw, opts):
+    if not StepStore.exists(config.stores.raw, opts):
         raise StoreError(f"{config.stores.raw}: no raw store; run `seedfield ingest` first")
-    raw = DailyStore(config.stores.raw, opts)
+    raw = StepStore(config.stores.raw, opts)
     land = raw.read_static(LAND_MASK).astype(bool)
     ny, nx = trim_shape(land.shape, params.bin_size)
     if ny == 0 or nx == 0:
@@ -61,11 +71,12 @@ def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> Dai
         attrs={"raw_store": config.stores.raw, "params_digest": params_digest(params),
                "domain_note": f"native grid {raw.read_static(LAND_MASK).shape} trimmed to ({ny}, {nx})"},
         storage_options=opts,
+        cadence=raw.cadence,
     )
 
 
 def stream_norm_stats(
-    config: SeedfieldConfig, store: DailyStore, days: list[dt.date], days_per_task: int = 8,
+    config: SeedfieldConfig, store: StepStore, days: list[dt.date], days_per_task: int = 8,
     seasonal: bool = False,
 ) -> NormStats:
     """Per-pixel statistics over ``days``, streamed: partial sums on the workers, merged here.
@@ -83,7 +94,7 @@ def stream_norm_stats(
     early: dict[int, dict[str, Any]] = {}
     next_part = 0
     for group, part in run_windowed(
-        lambda g: on_dask.submit(f"stats-{g[0]}-{g[-1]}", stats_partial_job, {"days": g, **job}),
+        lambda g: on_dask.submit(f"stats-{step_label(g[0])}-{step_label(g[-1])}", stats_partial_job, {"days": g, **job}),
         groups,
         window=2 * config.dask.n_workers,
     ):
@@ -105,12 +116,13 @@ def stream_norm_stats(
 
 
 def compute_norm_stats(
-    config: SeedfieldConfig, store: DailyStore, period: tuple[dt.date, dt.date], days_per_task: int
+    config: SeedfieldConfig, store: StepStore, period: tuple[dt.date, dt.date], days_per_task: int
 ) -> int:
     """Store the statistics over the committed days of ``period``; returns the day count."""
-    committed = [d for d in store.committed_days() if period[0] <= d <= period[1]]
+    inside = set(store.steps_between(*period))
+    committed = [d for d in store.committed_steps() if d in inside]
     if not committed:
-        raise StoreError(f"{store.path}: no prepared day in {period[0]}…{period[1]} for the statistics")
+        raise StoreError(f"{store.path}: no prepared step in {period[0]}…{period[1]} for the statistics")
     norm = stream_norm_stats(config, store, committed, days_per_task)
     write_norm_stats(store, {
         "lr_norm_mean": norm.lr_mean, "lr_norm_std": norm.lr_std,
@@ -131,7 +143,7 @@ def prepare_flow(
 ) -> dict[str, Any]:
     """Seed every committed raw day of [start, end], then the normalisation statistics."""
     logger = get_run_logger()
-    days = date_range(start, end)
+    days = pipeline_cadence(config).steps(start, end)
     store = open_or_create_seedings(config, days)
     job = {
         "raw_path": config.stores.raw,
@@ -141,13 +153,13 @@ def prepare_flow(
         "seedings_options": config.stores.storage_options or None,
         "force": force,
     }
-    outcomes: list[DayOutcome] = []
+    outcomes: list[StepOutcome] = []
     groups = chunks(days, days_per_task)
     with dask_client(config.dask):
         with RunProgress(len(days), f"prepare {start}…{end}", "prepare-progress", progress_bar) as progress:
             for group, result in run_windowed(
                 lambda g: on_dask.submit(
-                    f"prepare-{g[0]}" if len(g) == 1 else f"prepare-{g[0]}-to-{g[-1]}",
+                    f"prepare-{step_label(g[0])}" if len(g) == 1 else f"prepare-{step_label(g[0])}-to-{step_label(g[-1])}",
                     prepare_days_job, {"days": g, **job},
                 ),
                 groups,
@@ -155,11 +167,11 @@ def prepare_flow(
             ):
                 if isinstance(result, Exception):
                     msg = f"prepare crashed after retries: {type(result).__name__}: {result}"
-                    result = [DayOutcome(d.isoformat(), "failed", config.stores.raw, msg) for d in group]
+                    result = [StepOutcome(step_label(d), "failed", config.stores.raw, msg) for d in group]
                 outcomes.extend(result)
                 progress.advance(len(group))
-        s0 = dt.date.fromisoformat(config.stats.start) if config.stats.start else start
-        s1 = dt.date.fromisoformat(config.stats.end) if config.stats.end else end
+        s0 = parse_step(config.stats.start) if config.stats.start else start
+        s1 = parse_step(config.stats.end) if config.stats.end else end
         n_stats = compute_norm_stats(config, store, (s0, s1), days_per_task)
     for o in outcomes:
         if o.status in ("failed", "missing"):

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from flows.reports import DayOutcome
+from flows.reports import StepOutcome
 from pipeline.normalisation import StreamingStats
 from pipeline.seeding import SeedingParams, seed_day
-from storage.daily_store import DailyStore
+from pipeline.steps import step_label
 from storage.raw_store import raw_variable
+from storage.step_store import StepStore
 
 
 def params_digest(params: SeedingParams) -> str:
@@ -32,9 +33,9 @@ def prepare_days_job(
     raw_options: dict[str, Any] | None = None,
     seedings_options: dict[str, Any] | None = None,
     force: bool = False,
-) -> list[DayOutcome]:
-    raw = DailyStore(raw_path, raw_options)
-    out = DailyStore(seedings_path, seedings_options)
+) -> list[StepOutcome]:
+    raw = StepStore(raw_path, raw_options)
+    out = StepStore(seedings_path, seedings_options)
     variable = raw_variable(raw)
     land = out.read_static("land_mask").astype(bool)
     ny, nx = land.shape
@@ -42,11 +43,11 @@ def prepare_days_job(
     digest = params_digest(params)
     outcomes = []
     for day in days:
-        iso = day.isoformat()
+        iso = step_label(day)
         src = raw.marker(day)
         if not src or src.get("status") != "ok":
             why = (src or {}).get("error") or "not ingested"
-            outcomes.append(DayOutcome(iso, "missing", raw_path, f"raw day unavailable: {why}"))
+            outcomes.append(StepOutcome(iso, "missing", raw_path, f"raw day unavailable: {why}"))
             continue
         old = out.marker(day)
         if (
@@ -56,9 +57,9 @@ def prepare_days_job(
             and old.get("raw_sha256") == src.get("sha256")
             and old.get("params") == digest
         ):
-            outcomes.append(DayOutcome(iso, "unchanged", raw_path))
+            outcomes.append(StepOutcome(iso, "unchanged", raw_path))
             continue
-        field = raw.read_day(day, [variable])[variable][:ny, :nx]
+        field = raw.read_step(day, [variable])[variable][:ny, :nx]
         valid = np.isfinite(field) & ~land
         seeded = seed_day(field, valid, day, params)
         n = len(seeded.sensors.index)
@@ -66,7 +67,7 @@ def prepare_days_job(
         value = np.full(max_sensors, np.nan, "float32")
         index[:n] = seeded.sensors.index[:max_sensors]
         value[:n] = seeded.sensors.value[:max_sensors]
-        out.write_day(day, {
+        out.write_step(day, {
             "sensor_index": index,
             "sensor_value": value,
             "lr_mean": seeded.lr_mean,
@@ -78,7 +79,7 @@ def prepare_days_job(
             "status": "ok", "raw_sha256": src.get("sha256"), "params": digest,
             "n_sensors": int(min(n, max_sensors)), "source": raw_path,
         })
-        outcomes.append(DayOutcome(iso, "ok", raw_path))
+        outcomes.append(StepOutcome(iso, "ok", raw_path))
     return outcomes
 
 
@@ -91,7 +92,7 @@ def stats_partial_job(
     Keys ``lr_count``/``lr_mean``/``lr_m2`` and ``hr_…`` (annual); with ``seasonal`` also
     ``lr_mNN_…``/``hr_mNN_…`` for each calendar month NN = 01…12.
     """
-    store = DailyStore(seedings_path, seedings_options)
+    store = StepStore(seedings_path, seedings_options)
     lr_shape = store.array("lr_mean").shape[1:]
     hr_shape = store.array("hr_mean").shape[1:]
     acc = {"lr": StreamingStats(lr_shape), "hr": StreamingStats(hr_shape)}
@@ -100,7 +101,7 @@ def stats_partial_job(
             acc[f"lr_m{m:02d}"] = StreamingStats(lr_shape)
             acc[f"hr_m{m:02d}"] = StreamingStats(hr_shape)
     for day in days:
-        d = store.read_day(day, ["lr_mean", "lr_count", "hr_mean", "hr_flag"])
+        d = store.read_step(day, ["lr_mean", "lr_count", "hr_mean", "hr_flag"])
         for grid, values, weight in (("lr", d["lr_mean"], d["lr_count"] > 0), ("hr", d["hr_mean"], d["hr_flag"] > 0)):
             acc[grid].update(values, weight)
             if seasonal:

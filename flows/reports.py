@@ -1,4 +1,4 @@
-"""Per-day outcomes of a run, and the JSON report written from them."""
+"""Per-step outcomes of a run, and the JSON report written from them."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ FAILED: frozenset[str] = frozenset({"failed", "missing"})
 
 
 @dataclass(frozen=True)
-class DayOutcome:
-    """What happened to one day: ``ok`` written, ``unchanged`` already stored identically,
+class StepOutcome:
+    """What happened to one time step (``day`` holds its label, ``2019-03-01`` or
+    ``2019-03-01T05``; the key keeps its name for existing report readers): ``ok`` written, ``unchanged`` already stored identically,
     ``skipped`` not attempted (committed before), ``failed`` bad input, ``missing`` no input."""
 
     day: str
@@ -25,12 +26,12 @@ class DayOutcome:
     message: str = ""
 
 
-def summarise(outcomes: Iterable[DayOutcome]) -> dict[str, int]:
+def summarise(outcomes: Iterable[StepOutcome]) -> dict[str, int]:
     counts = Counter(o.status for o in outcomes)
     return {s: counts.get(s, 0) for s in ("ok", "unchanged", "skipped", "failed", "missing")}
 
 
-def write_report(path: str | Path, flow: str, outcomes: list[DayOutcome], **extra: Any) -> None:
+def write_report(path: str | Path, flow: str, outcomes: list[StepOutcome], **extra: Any) -> None:
     """Write the run's JSON report: a summary and one entry per day, sorted by day."""
     body = {
         "flow": flow,
@@ -43,5 +44,5 @@ def write_report(path: str | Path, flow: str, outcomes: list[DayOutcome], **extr
     Path(path).write_text(json.dumps(body, indent=1))
 
 
-def any_failed(outcomes: Iterable[DayOutcome]) -> bool:
+def any_failed(outcomes: Iterable[StepOutcome]) -> bool:
     return any(o.status in FAILED for o in outcomes)

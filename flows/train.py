@@ -24,10 +24,11 @@ from flows.dask_runtime import dask_client
 from flows.prepare import stream_norm_stats
 from flows.training_data import FreshSeedings, StoredSeedings
 from pipeline.normalisation import NormStats
+from pipeline.steps import step_label
 from storage.cf import code_version
-from storage.daily_store import DailyStore, StoreError
 from storage.model_registry import ModelRegistry
 from storage.seedings_store import seeding_params
+from storage.step_store import StepStore, StoreError
 
 GPU_TAG = "gpu"
 
@@ -70,17 +71,17 @@ def _sources(config: SeedfieldConfig, train_days: list[dt.date], val_days: list[
     opts = config.stores.storage_options or None
     val = StoredSeedings(config.stores.seedings, val_days, opts)
     val_spec = {"factory": "flows.training_data:stored_seedings_source",
-                "kwargs": {"path": config.stores.seedings, "days": [d.isoformat() for d in val_days], "storage_options": opts}}
+                "kwargs": {"path": config.stores.seedings, "days": [step_label(d) for d in val_days], "storage_options": opts}}
     if config.train.fresh_seedings:
         params = config.seeding.model_dump()
         train = FreshSeedings(config.stores.raw, config.stores.seedings, train_days, params, opts)
         train_spec = {"factory": "flows.training_data:fresh_seedings_source",
                       "kwargs": {"raw_path": config.stores.raw, "seedings_path": config.stores.seedings,
-                                 "days": [d.isoformat() for d in train_days], "params": params, "storage_options": opts}}
+                                 "days": [step_label(d) for d in train_days], "params": params, "storage_options": opts}}
     else:
         train = StoredSeedings(config.stores.seedings, train_days, opts)
         train_spec = {"factory": "flows.training_data:stored_seedings_source",
-                      "kwargs": {"path": config.stores.seedings, "days": [d.isoformat() for d in train_days], "storage_options": opts}}
+                      "kwargs": {"path": config.stores.seedings, "days": [step_label(d) for d in train_days], "storage_options": opts}}
     return train, val, train_spec, val_spec
 
 
@@ -141,10 +142,10 @@ def train_flow(config: SeedfieldConfig, start: dt.date, end: dt.date, model_id: 
     logger = get_run_logger()
     model_id = model_id or ModelRegistry.new_id(config.train.architecture)
     ensure_gpu_limit()
-    store = DailyStore(config.stores.seedings, config.stores.storage_options or None)
-    if not DailyStore.exists(store.path, store.storage_options):
+    store = StepStore(config.stores.seedings, config.stores.storage_options or None)
+    if not StepStore.exists(store.path, store.storage_options):
         raise StoreError(f"{store.path}: no seedings store; run `seedfield prepare` first")
-    days = [d for d in store.committed_days() if start <= d <= end]
+    days = store.committed_between(start, end)
     train_days, val_days = split_days(days, config.split.val_fraction)
     logger.info("model %s: %d training days %s…%s, %d validation days %s…%s", model_id,
                 len(train_days), train_days[0], train_days[-1], len(val_days), val_days[0], val_days[-1])

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.seeding import SeedingParams, seed_day
-from storage.daily_store import DailyStore
+from pipeline.steps import parse_step
 from storage.raw_store import raw_variable
+from storage.step_store import StepStore
 
 SEEDED = ("lr_mean", "lr_count", "hr_mean", "hr_flag")
 
@@ -24,10 +25,10 @@ class _Lazy:
         state["_stores"] = {}
         return state
 
-    def _store(self, path: str, options: dict[str, Any] | None) -> DailyStore:
+    def _store(self, path: str, options: dict[str, Any] | None) -> StepStore:
         stores = self.__dict__.setdefault("_stores", {})
         if path not in stores:
-            stores[path] = DailyStore(path, options)
+            stores[path] = StepStore(path, options)
         return stores[path]
 
 
@@ -59,7 +60,7 @@ class StoredSeedings(_Lazy):
         if i in cache:
             return dict(cache[i])
         day = self.days[i]
-        out: dict[str, Any] = self._store(self.path, self.options).read_day(day, SEEDED)
+        out: dict[str, Any] = self._store(self.path, self.options).read_step(day, SEEDED)
         out["day_of_year"] = day.timetuple().tm_yday
         size = sum(v.nbytes for v in out.values() if isinstance(v, np.ndarray))
         used = self.__dict__.get("_cached_bytes", 0)
@@ -96,7 +97,7 @@ class FreshSeedings(_Lazy):
         if land is None:
             land = self._store(self.seedings_path, self.options).read_static("land_mask").astype(bool)
             self.__dict__["_land"] = land
-        field = raw.read_day(day, [raw_variable(raw)])[raw_variable(raw)][: land.shape[0], : land.shape[1]]
+        field = raw.read_step(day, [raw_variable(raw)])[raw_variable(raw)][: land.shape[0], : land.shape[1]]
         params = SeedingParams(**{**self.params, "seed": epoch_seed(int(self.params["seed"]), epoch)})
         seeded = seed_day(field, np.isfinite(field) & ~land, day, params)
         return {
@@ -108,11 +109,11 @@ class FreshSeedings(_Lazy):
 
 def stored_seedings_source(path: str, days: list[str], storage_options: dict[str, Any] | None = None) -> StoredSeedings:
     """Factory by import path for ``model.train_entry`` (days as ISO strings, JSON-friendly)."""
-    return StoredSeedings(path, [dt.date.fromisoformat(d) for d in days], storage_options)
+    return StoredSeedings(path, [parse_step(d) for d in days], storage_options)
 
 
 def fresh_seedings_source(
     raw_path: str, seedings_path: str, days: list[str], params: dict[str, Any],
     storage_options: dict[str, Any] | None = None,
 ) -> FreshSeedings:
-    return FreshSeedings(raw_path, seedings_path, [dt.date.fromisoformat(d) for d in days], params, storage_options)
+    return FreshSeedings(raw_path, seedings_path, [parse_step(d) for d in days], params, storage_options)

@@ -25,7 +25,7 @@ class ArchiveError(SeedfieldError):
         self.source = str(source)
         self.problem = str(problem)
         self.day = day
-        where = self.source if day is None else f"{self.source} [{day.isoformat()}]"
+        where = self.source if day is None else f"{self.source} [{_label(day)}]"
         super().__init__(f"{where}: {self.problem}")
 
     def __reduce__(self) -> tuple[type, tuple[str, str, datetime.date | None]]:
@@ -35,3 +35,10 @@ class ArchiveError(SeedfieldError):
 
 class GridMismatchError(ArchiveError):
     """A file's grid does not have the cells the pipeline expects."""
+
+
+def _label(step: datetime.date) -> str:
+    """``2019-03-01`` for a day, ``2019-03-01T05`` for an hour (as pipeline.steps.step_label)."""
+    if isinstance(step, datetime.datetime):
+        return step.strftime("%Y-%m-%dT%H")
+    return step.isoformat()

@@ -2,7 +2,7 @@
 
 :func:`read_archive_file` turns any CF-style gridded SST file — NOAA OISST v2.1 or a generic
 product — into float32 °C fields on the file's own :class:`~pipeline.grid.Grid` (latitude
-ascending, longitude ascending in the file's convention), one :class:`DayField` per time step.
+ascending, longitude ascending in the file's convention), one :class:`StepField` per time step, keyed by the store step (daily unless told).
 Every problem raises :class:`~pipeline.errors.ArchiveError` naming the file.
 """
 
@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import cftime
@@ -23,6 +23,7 @@ import xarray as xr
 
 from pipeline.errors import ArchiveError
 from pipeline.grid import Grid
+from pipeline.steps import CLIMATOLOGY_YEAR, DAILY, Cadence, Step, step_label
 
 LAT_NAMES = frozenset({"lat", "latitude", "lats", "y", "nav_lat", "ylat", "lat_0", "latitudes"})
 LON_NAMES = frozenset({"lon", "longitude", "lons", "x", "nav_lon", "xlon", "lon_0", "longitudes"})
@@ -43,23 +44,28 @@ _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)")
 
 
 @dataclass
-class DayField:
-    """One day of one file: ``values`` float32 ``(nlat, nlon)`` in °C, NaN = no data/land."""
+class StepField:
+    """One time step of one file: ``values`` float32 ``(nlat, nlon)`` in °C, NaN = no data/land.
 
-    day: date
+    ``time`` is the decoded time stamp (naive UTC); ``step`` the store step it belongs to.
+    """
+
+    step: Step
     values: np.ndarray
+    time: datetime | None = None
 
 
 @dataclass
 class DecodedFile:
-    """A decoded archive file: its grid, its days, and the attributes worth keeping."""
+    """A decoded archive file: its grid, its steps, and the attributes worth keeping."""
 
     url: str
     sha256: str
     grid: Grid
     preliminary: bool
-    days: list[DayField]
+    steps: list[StepField]
     attrs: dict[str, Any] = field(default_factory=dict)
+    climatology: bool = False
 
 
 def _norm_units(units: Any) -> str:
@@ -90,30 +96,65 @@ def _is_time(name: str, var: Any) -> bool:
     return str(_attr(var, "axis") or "").upper() == "T" or " since " in str(_attr(var, "units") or "")
 
 
-def decode_days(values: np.ndarray, units: Any, calendar: Any, url: str) -> list[date]:
-    """Calendar days of CF time values (noon times included); raises ArchiveError if undecodable.
+def _year_zero_units(units: str) -> bool:
+    """True for units whose reference date is in year 0 (climatologies: ``hours since 0000-01-01``)."""
+    match = re.search(r"since\s+(-?\d+)-", units)
+    return bool(match) and int(match.group(1)) <= 0
 
-    A time stamp is assigned to the day it falls in, after rounding to the nearest minute (so
-    float round-off just before midnight does not move it to the previous day).
+
+def decode_times(
+    values: np.ndarray, units: Any, calendar: Any, url: str
+) -> tuple[list[datetime], bool]:
+    """Time stamps of CF time values (naive UTC, rounded to the minute) and a climatology flag.
+
+    Units with a reference date in year 0 (``hours since 0000-01-01``, as climatologies are
+    written) are decoded with a year zero; their stamps carry no real year, so they are returned
+    in the nominal year :data:`~pipeline.steps.CLIMATOLOGY_YEAR` with the flag set.  Non-standard
+    calendars (``noleap``, ``360_day``, ``julian`` …) are decoded by cftime; a date that has no
+    equivalent in the standard calendar (30 February) is reported.  Raises ArchiveError.
     """
     values = np.atleast_1d(np.ma.asarray(values).astype(np.float64).filled(np.nan))
     if not units or " since " not in str(units):
         raise ArchiveError(url, f"time cannot be decoded: units {units!r} are not '<unit> since <date>'")
     if np.isnan(values).any():
         raise ArchiveError(url, "time cannot be decoded: the time coordinate has missing values")
+    units, calendar = str(units), str(calendar or "standard")
+    year_zero = _year_zero_units(units)
     try:
-        stamps = cftime.num2date(
-            values, str(units), str(calendar or "standard"), only_use_cftime_datetimes=True
-        )
-        days = []
-        for stamp in np.atleast_1d(stamps):
-            rounded = stamp + timedelta(seconds=30)
-            days.append(date(rounded.year, rounded.month, rounded.day))
+        if year_zero:
+            cal = "proleptic_gregorian" if calendar in ("standard", "gregorian") else calendar
+            stamps = cftime.num2date(values, units, cal, only_use_cftime_datetimes=True, has_year_zero=True)
+        else:
+            stamps = cftime.num2date(values, units, calendar, only_use_cftime_datetimes=True)
     except (ValueError, TypeError, OverflowError) as exc:
         raise ArchiveError(
-            url, f"time cannot be decoded (units {units!r}, calendar {calendar!r}): {exc}"
+            url,
+            f"time cannot be decoded: units {units!r} with calendar {calendar!r} are not understood "
+            f"({exc}); CF time units look like 'days since 1978-01-01'",
         ) from exc
-    return days
+    stamps = list(np.atleast_1d(stamps))
+    # a climatology has no real year: year 0 in its units, or stamps in year 1 of 'since 0001-01-01'
+    no_year = year_zero or (
+        re.search(r"since\s+0*1-", units) is not None and all(s.year <= 1 for s in stamps)
+    )
+    out: list[datetime] = []
+    for stamp in stamps:
+        rounded = stamp + timedelta(seconds=30)
+        year = CLIMATOLOGY_YEAR if no_year else rounded.year
+        try:
+            out.append(datetime(year, rounded.month, rounded.day, rounded.hour, rounded.minute))
+        except ValueError as exc:
+            raise ArchiveError(
+                url,
+                f"time {stamp} (calendar {calendar!r}) has no date in the standard calendar "
+                f"({exc}); seedfield stores real calendar dates",
+            ) from exc
+    return out, no_year
+
+
+def decode_days(values: np.ndarray, units: Any, calendar: Any, url: str) -> list[date]:
+    """Calendar days of CF time values (the day each stamp falls in, noon times included)."""
+    return [stamp.date() for stamp in decode_times(values, units, calendar, url)[0]]
 
 
 def date_from_name(url: str) -> date | None:
@@ -138,10 +179,12 @@ def _open_memory(data: bytes, url: str) -> netCDF4.Dataset:
         ) from exc
 
 
-def file_days(url: str, data: bytes | None = None) -> list[date]:
-    """Days held by a file, read from its time coordinate only (header and time values).
+def file_times(url: str, data: bytes | None = None) -> tuple[list[datetime], bool]:
+    """Time stamps held by a file and its climatology flag, from its time coordinate only.
 
-    ``data`` are the file's bytes; without them ``url`` is opened as a local path.
+    ``data`` are the file's bytes; without them ``url`` is opened as a local path.  A
+    ``valid_time`` coordinate (as ECMWF's GRIB conversion writes it beside a scalar ``time``) is
+    preferred to a scalar reference time: a dimension coordinate first, then any 1-D time.
     """
     try:
         nc = _open_memory(data, url) if data is not None else netCDF4.Dataset(url, mode="r")
@@ -153,20 +196,25 @@ def file_days(url: str, data: bytes | None = None) -> list[date]:
         ) from exc
     try:
         found = [
-            (name not in nc.dimensions, name)
+            (name not in nc.dimensions, -var.ndim, name)
             for name, var in nc.variables.items()
             if var.ndim <= 1 and _is_time(name, var) and " since " in str(getattr(var, "units", ""))
         ]
         if found:
-            var = nc.variables[min(found)[1]]  # a dimension coordinate first
+            var = nc.variables[min(found)[2]]
             try:
                 raw = var[:]
             except Exception as exc:
                 raise ArchiveError(url, f"cannot be read (truncated or corrupt?): {exc}") from exc
-            return decode_days(raw, var.units, getattr(var, "calendar", None), url)
+            return decode_times(raw, var.units, getattr(var, "calendar", None), url)
     finally:
         nc.close()
     raise ArchiveError(url, "the file has no time coordinate and no YYYYMMDD date in its name")
+
+
+def file_days(url: str, data: bytes | None = None) -> list[date]:
+    """Days held by a file (the day of each of its time stamps)."""
+    return [stamp.date() for stamp in file_times(url, data)[0]]
 
 
 def _axis_coordinate(ds: xr.Dataset, dim: str, kind: str) -> str | None:
@@ -232,7 +280,7 @@ def _to_celsius(values: np.ndarray, units: Any, url: str, variable: str) -> tupl
 
 
 def read_archive_file(
-    data: bytes, url: str, variable: str = "sst", preliminary: bool = False
+    data: bytes, url: str, variable: str = "sst", preliminary: bool = False, cadence: Cadence = DAILY
 ) -> DecodedFile:
     """Decode one archive file held in memory (NetCDF-3 or NetCDF-4).
 
@@ -250,12 +298,14 @@ def read_archive_file(
             )
         except Exception as exc:
             raise ArchiveError(url, f"cannot be decoded as CF netCDF: {exc}") from exc
-        return _decode(ds, data_sha=sha256, url=url, variable=variable, preliminary=preliminary)
+        return _decode(ds, data_sha=sha256, url=url, variable=variable, preliminary=preliminary, cadence=cadence)
     finally:
         nc.close()
 
 
-def _decode(ds: xr.Dataset, data_sha: str, url: str, variable: str, preliminary: bool) -> DecodedFile:
+def _decode(
+    ds: xr.Dataset, data_sha: str, url: str, variable: str, preliminary: bool, cadence: Cadence
+) -> DecodedFile:
     if variable not in ds.data_vars:
         names = ", ".join(sorted(map(str, ds.data_vars))) or "(no data variables)"
         raise ArchiveError(url, f"variable '{variable}' not found; the file has: {names}")
@@ -265,25 +315,33 @@ def _decode(ds: xr.Dataset, data_sha: str, url: str, variable: str, preliminary:
     lon_name = _axis_coordinate(ds, dims["lon"], "lon")
     assert lat_name is not None and lon_name is not None
 
+    climatology = False
     if "time" in dims:
         time_name = _axis_coordinate(ds, dims["time"], "time")
         assert time_name is not None
         tvar = ds.variables[time_name]
-        days = decode_days(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar"), url)
+        stamps, climatology = decode_times(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar"), url)
     else:
         scalar = [n for n, v in ds.variables.items() if v.ndim == 0 and _is_time(str(n), v)]
         if scalar:
             tvar = ds.variables[scalar[0]]
-            days = decode_days(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar"), url)
+            stamps, climatology = decode_times(tvar.values, tvar.attrs.get("units"), tvar.attrs.get("calendar"), url)
         else:
             named = date_from_name(url)
             if named is None:
                 raise ArchiveError(url, "no time coordinate and no YYYYMMDD date in the file name")
-            days = [named]
+            stamps = [datetime(named.year, named.month, named.day)]
         da = da.expand_dims("__time__")
         dims["time"] = "__time__"
-    if len(set(days)) != len(days):
-        raise ArchiveError(url, "several time steps fall on the same day; only daily data is supported")
+    steps = [cadence.step_of(stamp) for stamp in stamps]
+    if len(set(steps)) != len(steps):
+        twice = sorted({s for s in steps if steps.count(s) > 1})
+        raise ArchiveError(
+            url,
+            f"{len(steps)} time steps fall into {len(set(steps))} {cadence.code} steps (e.g. "
+            f"{len(stamps) // max(len(set(steps)), 1)} in {step_label(twice[0])}): the file's step is "
+            f"finer than the store's ({cadence.code}); set [archive] step (e.g. '1h') for a new store",
+        )
 
     squeeze = [d for d in da.dims if d not in dims.values()]
     da = da.squeeze(squeeze, drop=True).transpose(dims["time"], dims["lat"], dims["lon"])
@@ -316,12 +374,12 @@ def _decode(ds: xr.Dataset, data_sha: str, url: str, variable: str, preliminary:
     if converted:
         attrs["original_units"] = units
         attrs["units"] = "degree_Celsius"
-    fields = [DayField(day, values[i]) for i, day in enumerate(days)]
-    return DecodedFile(url, data_sha, grid, preliminary, fields, attrs)
+    fields = [StepField(step, values[i], stamp) for i, (step, stamp) in enumerate(zip(steps, stamps, strict=True))]
+    return DecodedFile(url, data_sha, grid, preliminary, fields, attrs, climatology)
 
 
-def validate_day(
-    field: DayField, url: str, valid_range: tuple[float, float] = (-3.0, 45.0)
+def validate_step(
+    field: StepField, url: str, valid_range: tuple[float, float] = (-3.0, 45.0)
 ) -> None:
     """Check one day: some data, no ±inf, every value inside ``valid_range`` (°C).
 
@@ -331,11 +389,11 @@ def validate_day(
     infinite = np.isinf(values)
     if infinite.any():
         raise ArchiveError(
-            url, f"{int(infinite.sum())} cells hold non-finite values (±inf) other than NaN", field.day
+            url, f"{int(infinite.sum())} cells hold non-finite values (±inf) other than NaN", field.step
         )
     finite = np.isfinite(values)
     if not finite.any():
-        raise ArchiveError(url, "no valid values: every cell is NaN", field.day)
+        raise ArchiveError(url, "no valid values: every cell is NaN", field.step)
     low, high = valid_range
     data = values[finite]
     outside = (data < low) | (data > high)
@@ -344,5 +402,5 @@ def validate_day(
             url,
             f"{int(outside.sum())} of {data.size} cells are outside the valid range "
             f"{low:g}…{high:g} °C (min {float(data.min()):.3f}, max {float(data.max()):.3f})",
-            field.day,
+            field.step,
         )

@@ -66,8 +66,16 @@ class SeedingParams(BaseModel):
 
 
 def day_rng(seed: int, day: datetime.date) -> np.random.Generator:
-    """Independent random stream for one ``(seed, day)``; no other day is involved."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), day.toordinal()]))
+    """Independent random stream for one ``(seed, step)``; no other step is involved.
+
+    A date step (daily, monthly, climatology) keys the stream by its ordinal, as the daily-only
+    releases did, so their seedings are unchanged; a sub-daily step (a ``datetime``) adds its
+    second of the day, so the hours of one day draw different sensors.
+    """
+    key = [int(seed), day.toordinal()]
+    if isinstance(day, datetime.datetime):
+        key.append(day.hour * 3600 + day.minute * 60 + day.second)
+    return np.random.default_rng(np.random.SeedSequence(key))
 
 
 def n_sensors(n_valid: int, params: SeedingParams) -> int:

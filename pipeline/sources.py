@@ -2,7 +2,7 @@
 
 ``source`` may be
 
-* a local directory, searched recursively for ``*.nc`` / ``*.nc4``;
+* a local directory, searched recursively for ``*.nc``, ``*.nc4``, ``*.cdf`` and ``*.netcdf``;
 * a local glob, e.g. ``/data/**/*.nc``, or a single file;
 * a pattern with ``{date:…}`` placeholders (``strftime`` codes), local or remote, e.g.
   ``https://host/avhrr/{date:%Y%m}/oisst-avhrr-v02r01.{date:%Y%m%d}.nc``: for each day the
@@ -11,7 +11,9 @@
 * an ``http(s)://`` / ``s3://`` (any fsspec protocol) directory URL, listed through fsspec.
 
 Days come from OISST names or a single ``YYYYMMDD`` in the file name; other files are opened
-(time coordinate only) to read their days, which is how multi-day generic files are indexed.
+(time coordinate only) to read their time stamps, which is how multi-step files (an ERA5 month of
+hours, a year of months, a climatology) are indexed.  The stamps are grouped into the steps of a
+:class:`~pipeline.steps.Cadence`: the one asked for, or the one the stamps show.
 """
 
 from __future__ import annotations
@@ -22,43 +24,46 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import fsspec
 
 from pipeline.errors import ArchiveError
 from pipeline.oisst import oisst_filename, parse_oisst_filename
-from pipeline.readers import date_from_name, file_days
+from pipeline.readers import date_from_name, file_times
+from pipeline.steps import DAILY, Cadence, Step, detect_cadence, step_label
 
-ARCHIVE_SUFFIXES = (".nc", ".nc4")
+ARCHIVE_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
 _GLOB_CHARS = frozenset("*?[")
 _REMOTE_WORKERS = 16
 
 
 @dataclass(frozen=True)
 class ArchiveFile:
-    """One file to ingest: ``days`` are the days in the requested range it is chosen for."""
+    """One file to ingest: ``steps`` are the steps in the requested range it is chosen for."""
 
     url: str
-    days: tuple[date, ...]
+    steps: tuple[Step, ...]
     preliminary: bool = False
 
 
 @dataclass
 class ArchiveIndex:
-    """Which file to read for each day of a date range."""
+    """Which file to read for each step of a range, and the archive's step."""
 
     files: list[ArchiveFile] = field(default_factory=list)
-    missing: list[date] = field(default_factory=list)
-    duplicates: dict[date, list[str]] = field(default_factory=dict)
+    missing: list[Step] = field(default_factory=list)
+    duplicates: dict[Step, list[str]] = field(default_factory=dict)
+    cadence: Cadence = DAILY
 
 
 @dataclass(frozen=True)
 class _Candidate:
     url: str
-    days: tuple[date, ...]
+    stamps: tuple[datetime, ...]
     preliminary: bool
+    climatology: bool = False
 
 
 def _is_remote(source: str) -> bool:
@@ -67,10 +72,6 @@ def _is_remote(source: str) -> bool:
 
 def _local_path(source: str) -> str:
     return source[len("file://"):] if source.startswith("file://") else source
-
-
-def _day_range(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def _is_archive_name(name: str) -> bool:
@@ -92,26 +93,41 @@ def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
         raise ArchiveError(url, f"cannot be read: {exc}") from exc
 
 
-def _header_days(url: str, storage_options: dict | None) -> tuple[date, ...]:
-    """Days of a file without a date in its name, read from its time coordinate."""
+def _header_stamps(url: str, storage_options: dict | None) -> tuple[tuple[datetime, ...], bool]:
+    """Time stamps (and climatology flag) of a file, read from its time coordinate."""
     if _is_remote(url):
-        return tuple(file_days(url, read_bytes(url, storage_options)))
-    return tuple(file_days(_local_path(url)))
+        stamps, clim = file_times(url, read_bytes(url, storage_options))
+    else:
+        stamps, clim = file_times(_local_path(url))
+    return tuple(stamps), clim
 
 
-def _candidates(urls: Iterable[str], storage_options: dict | None) -> list[_Candidate]:
-    """Days and preliminary flag of each file, from its name or else its header."""
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+def _candidates(
+    urls: Iterable[str], storage_options: dict | None, cadence: Cadence | None
+) -> list[_Candidate]:
+    """Stamps and preliminary flag of each file, from its name or else its header.
+
+    A date in the name stands for the file's time only on a daily (or coarser) axis: a
+    sub-daily archive is always indexed from the files' time coordinates.
+    """
     found = []
     for url in urls:
         name = os.path.basename(url.rstrip("/"))
         parsed = parse_oisst_filename(name)
         if parsed is not None:
-            found.append(_Candidate(url, (parsed[0],), parsed[1]))
+            found.append(_Candidate(url, (_midnight(parsed[0]),), parsed[1]))
             continue
         preliminary = "preliminary" in name.lower()
-        named = date_from_name(name)
-        days = (named,) if named is not None else _header_days(url, storage_options)
-        found.append(_Candidate(url, days, preliminary))
+        named = None if cadence is not None and cadence.sub_daily else date_from_name(name)
+        if named is not None:
+            found.append(_Candidate(url, (_midnight(named),), preliminary))
+        else:
+            stamps, clim = _header_stamps(url, storage_options)
+            found.append(_Candidate(url, stamps, preliminary, clim))
     return found
 
 
@@ -123,7 +139,7 @@ def _list_local(source: str) -> list[str]:
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             urls += [os.path.join(root, f) for f in sorted(files) if _is_archive_name(f)]
         if not urls:
-            raise ArchiveError(source, "the directory contains no .nc or .nc4 files")
+            raise ArchiveError(source, "the directory contains no .nc, .nc4, .cdf or .netcdf files")
         return urls
     if _GLOB_CHARS & set(path):
         urls = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
@@ -154,7 +170,7 @@ def _list_remote(source: str, storage_options: dict | None) -> list[str]:
         raise ArchiveError(source, f"cannot be listed: {exc}") from exc
     urls = sorted({p if "://" in p else fs.unstrip_protocol(p) for p in paths})
     if not urls:
-        raise ArchiveError(source, "no .nc or .nc4 files found there")
+        raise ArchiveError(source, "no .nc, .nc4, .cdf or .netcdf files found there")
     return urls
 
 
@@ -182,7 +198,7 @@ def _preliminary_alternative(url: str) -> str | None:
 
 
 def _resolve_pattern(
-    source: str, days: list[date], storage_options: dict | None
+    source: str, days: list[date], storage_options: dict | None, cadence: Cadence | None
 ) -> list[_Candidate]:
     by_url: dict[str, list[date]] = defaultdict(list)
     for day in days:
@@ -211,16 +227,20 @@ def _resolve_pattern(
         located = [locate(url) for url in urls]
 
     found = []
+    sub_daily = cadence is not None and cadence.sub_daily
     for url, hit in zip(urls, located, strict=True):
         if hit is None:
             continue
         actual, preliminary = hit
         wanted = by_url[url]
-        if len(wanted) > 1:  # one file for several days (e.g. a {date:%Y} pattern): ask it
-            held = set(_header_days(actual, storage_options))
-            wanted = [d for d in wanted if d in held]
-        if wanted:
-            found.append(_Candidate(actual, tuple(wanted), preliminary))
+        if len(wanted) > 1 or sub_daily:  # one file for several steps: ask it
+            stamps, clim = _header_stamps(actual, storage_options)
+            keep = set(wanted)
+            stamps = tuple(s for s in stamps if s.date() in keep)
+            if stamps:
+                found.append(_Candidate(actual, stamps, preliminary, clim))
+        else:
+            found.append(_Candidate(actual, (_midnight(wanted[0]),), preliminary))
     if not found:
         raise ArchiveError(
             source,
@@ -230,65 +250,100 @@ def _resolve_pattern(
     return found
 
 
-def _select(candidates: list[_Candidate], days: list[date]) -> ArchiveIndex:
-    """One file per day: a single final file beats preliminary ones; ties are duplicates."""
-    offers: dict[date, list[_Candidate]] = defaultdict(list)
-    wanted = set(days)
+def _select(candidates: list[_Candidate], steps: list[Step], cadence: Cadence) -> ArchiveIndex:
+    """One file per step: a single final file beats preliminary ones; ties are duplicates."""
+    offers: dict[Step, list[_Candidate]] = defaultdict(list)
+    wanted = set(steps)
     for cand in candidates:
-        for day in cand.days:
-            if day in wanted:
-                offers[day].append(cand)
-    index = ArchiveIndex()
-    chosen: dict[str, list[date]] = defaultdict(list)
+        for step in {cadence.step_of(stamp) for stamp in cand.stamps}:
+            if step in wanted:
+                offers[step].append(cand)
+    index = ArchiveIndex(cadence=cadence)
+    chosen: dict[str, list[Step]] = defaultdict(list)
     flags: dict[str, bool] = {}
-    for day in days:
-        offered = offers.get(day, [])
+    for step in steps:
+        offered = offers.get(step, [])
         finals = sorted({c.url for c in offered if not c.preliminary})
         prelims = sorted({c.url for c in offered if c.preliminary})
         pick = finals or prelims
         if not pick:
-            index.missing.append(day)
+            index.missing.append(step)
         elif len(pick) > 1:
-            index.duplicates[day] = pick
+            index.duplicates[step] = pick
         else:
-            chosen[pick[0]].append(day)
+            chosen[pick[0]].append(step)
             flags[pick[0]] = not finals
     index.files = sorted(
         (ArchiveFile(url, tuple(ds), flags[url]) for url, ds in chosen.items()),
-        key=lambda f: (f.days[0], f.url),
+        key=lambda f: (f.steps[0], f.url),
     )
     return index
 
 
+def archive_cadence(candidates: list[_Candidate], source: str) -> Cadence:
+    """The step the archive's time stamps show (daily when they cannot tell)."""
+    """The step the archive's time stamps show (daily when they cannot tell).
+
+    Files holding several stamps decide by the gaps inside them (a date taken from a file name
+    has no time of day, so it never meets a header's stamp); otherwise the gaps between files do.
+    """
+    clim = any(c.climatology for c in candidates)
+    try:
+        inside = [detect_cadence(c.stamps, clim) for c in candidates if len(set(c.stamps)) > 1]
+        found = min((c for c in inside if c), key=_step_hours, default=None)
+        if found is None:
+            found = detect_cadence([s for c in candidates for s in c.stamps], clim)
+    except ValueError as exc:
+        raise ArchiveError(source, str(exc)) from exc
+    return found or DAILY
+
+
+def _step_hours(cadence: Cadence) -> int:
+    return {"daily": 24, "monthly": 24 * 28, "climatology": 24 * 28}.get(cadence.kind, cadence.hours)
+
+
 def resolve_archive(
-    source: str, start: date, end: date, storage_options: dict | None = None
+    source: str,
+    start: date,
+    end: date,
+    storage_options: dict | None = None,
+    cadence: Cadence | None = None,
 ) -> ArchiveIndex:
     """Index the files of ``source`` that cover ``start``…``end`` (inclusive).
 
-    Each covered day gets exactly one file: a final file beats a preliminary one.  Days offered
-    by two or more final files (or, lacking a final one, by two or more preliminary files) are
-    ambiguous: they go to ``duplicates``, not ``files``.  Days with no file go to ``missing``.
-    Raises :class:`ArchiveError` when the source does not exist or matches no file at all.
+    ``cadence`` is the store's step; without one it is detected from the files' time stamps
+    (daily when a single stamp is found) and returned as ``index.cadence``.  Each covered step
+    gets exactly one file: a final file beats a preliminary one.  Steps offered by two or more
+    final files (or, lacking a final one, by two or more preliminary files) are ambiguous: they
+    go to ``duplicates``, not ``files``.  Steps with no file go to ``missing``.  Raises
+    :class:`ArchiveError` when the source does not exist or matches no file at all.
     """
-    if end < start:
+    if datetime(end.year, end.month, end.day) < datetime(start.year, start.month, start.day):
         raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
     source = str(source)
-    days = _day_range(start, end)
     if "{date" in source:
-        candidates = _resolve_pattern(source, days, storage_options)
+        first, last = _day_of(start), _day_of(end)
+        days = DAILY.steps(first, last)
+        candidates = _resolve_pattern(source, days, storage_options, cadence)
     elif _is_remote(source):
-        candidates = _candidates(_list_remote(source, storage_options), storage_options)
+        candidates = _candidates(_list_remote(source, storage_options), storage_options, cadence)
     else:
-        candidates = _candidates(_list_local(source), storage_options)
-    return _select(candidates, days)
+        candidates = _candidates(_list_local(source), storage_options, cadence)
+    if cadence is None:
+        cadence = archive_cadence(candidates, source)
+    return _select(candidates, cadence.steps(start, end), cadence)
+
+
+def _day_of(value: date) -> date:
+    return value.date() if isinstance(value, datetime) else value
 
 
 def describe_index(index: ArchiveIndex) -> dict[str, Any]:
-    """A small JSON-able summary (counts and the first few problem days) for logs and UIs."""
+    """A small JSON-able summary (counts and the first few problem steps) for logs and UIs."""
     return {
         "files": len(index.files),
         "preliminary": sum(f.preliminary for f in index.files),
         "missing": len(index.missing),
-        "missing_first": [d.isoformat() for d in index.missing[:10]],
-        "duplicates": {d.isoformat(): urls for d, urls in list(index.duplicates.items())[:10]},
+        "missing_first": [step_label(d) for d in index.missing[:10]],
+        "duplicates": {step_label(d): urls for d, urls in list(index.duplicates.items())[:10]},
     }

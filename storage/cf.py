@@ -19,8 +19,8 @@ def code_version() -> str:
         return "unknown"
 
 
-def time_attrs() -> dict[str, Any]:
-    return {"standard_name": "time", "long_name": "time (noon UTC of each day)", "axis": "T"}
+def time_attrs(long_name: str = "time (noon UTC of each day)") -> dict[str, Any]:
+    return {"standard_name": "time", "long_name": long_name, "axis": "T"}
 
 
 def lat_attrs() -> dict[str, Any]:

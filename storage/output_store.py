@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.steps import DAILY, Cadence
 from storage import cf
-from storage.daily_store import DailyStore, DailyVar, StaticVar
+from storage.step_store import StaticVar, StepStore, StepVar
 
 QA_VARIABLES = ("qa_rebin_rmse", "qa_rebin_bias")
 
@@ -22,7 +23,8 @@ def create_output_store(
     land_mask: np.ndarray,
     provenance: Mapping[str, Any],
     storage_options: dict[str, Any] | None = None,
-) -> DailyStore:
+    cadence: Cadence = DAILY,
+) -> StepStore:
     """Create the reconstruction template on the (trimmed) native grid."""
     coords = {
         "lat": StaticVar(("lat",), np.asarray(lat, "float64"), cf.lat_attrs()),
@@ -31,15 +33,15 @@ def create_output_store(
     sst = cf.sst_attrs("sea surface temperature reconstructed from sparse sensors")
     sst["ancillary_variables"] = "land_mask qa_rebin_rmse qa_rebin_bias"
     daily = {
-        "sst": DailyVar(("time", "lat", "lon"), "float32", np.nan, sst),
-        "qa_rebin_rmse": DailyVar(("time",), "float32", np.nan, {
+        "sst": StepVar(("time", "lat", "lon"), "float32", np.nan, sst),
+        "qa_rebin_rmse": StepVar(("time",), "float32", np.nan, {
             "long_name": "RMSE of the prediction re-binned to the LR grid against the sensor bin means "
                          "(seeded bins only); needs no truth",
             "units": "degree_Celsius"}),
-        "qa_rebin_bias": DailyVar(("time",), "float32", np.nan, {
+        "qa_rebin_bias": StepVar(("time",), "float32", np.nan, {
             "long_name": "mean of (re-binned prediction − sensor bin mean) over seeded bins",
             "units": "degree_Celsius"}),
     }
     static = {"land_mask": StaticVar(("lat", "lon"), np.asarray(land_mask, "int8"), cf.land_mask_attrs())}
     attrs = cf.dataset_attrs("seedfield reconstruction", seedfield_store="reconstruction", **dict(provenance))
-    return DailyStore.create(path, days, coords, daily, static, attrs, storage_options)
+    return StepStore.create(path, days, coords, daily, static, attrs, storage_options, cadence)

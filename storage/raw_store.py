@@ -1,4 +1,4 @@
-"""Layout of the raw store: the archive's daily field on its native grid, plus a land mask."""
+"""Layout of the raw store: the archive's field, step by step, on its native grid, plus a land mask."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.steps import DAILY, Cadence
 from storage import cf
-from storage.daily_store import DailyStore, DailyVar, StaticVar
+from storage.step_store import StaticVar, StepStore, StepVar
 
 LAND_MASK = "land_mask"
+_SUMMARY = (
+    "Daily fields decoded from the source archive; a day counts only once its commit "
+    "marker (_seedfield/commits/DAY.json) says status ok."
+)
 
 
 def create_raw_store(
@@ -24,30 +29,32 @@ def create_raw_store(
     variable_attrs: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
-) -> DailyStore:
-    """Create the raw store's template over ``days`` on the grid (lat ascending)."""
+    cadence: Cadence = DAILY,
+) -> StepStore:
+    """Create the raw store's template over ``days`` (steps of ``cadence``) on the grid (lat ascending)."""
     var_attrs = cf.sst_attrs()
-    for key in ("long_name", "comment"):
-        if variable_attrs and key in variable_attrs:
+    for key in ("standard_name", "long_name", "comment"):
+        if variable_attrs and str(variable_attrs.get(key, "")).strip() not in ("", "unknown"):
             var_attrs[key] = str(variable_attrs[key])
+    if variable != "sst" and var_attrs["standard_name"] == "sea_surface_temperature":
+        del var_attrs["standard_name"]  # another quantity without a CF name of its own (ERA5 writes 'unknown')
     var_attrs["ancillary_variables"] = LAND_MASK
     coords = {
         "lat": StaticVar(("lat",), np.asarray(lat, dtype="float64"), cf.lat_attrs()),
         "lon": StaticVar(("lon",), np.asarray(lon, dtype="float64"), cf.lon_attrs()),
     }
     static = {LAND_MASK: StaticVar(("lat", "lon"), np.asarray(land_mask, dtype="int8"), cf.land_mask_attrs())}
-    daily = {variable: DailyVar(("time", "lat", "lon"), "float32", np.nan, var_attrs)}
+    daily = {variable: StepVar(("time", "lat", "lon"), "float32", np.nan, var_attrs)}
     global_attrs = cf.dataset_attrs(
         "seedfield raw store",
         seedfield_store="raw",
         seedfield_variable=variable,
-        summary="Daily fields decoded from the source archive; a day counts only once its commit "
-        "marker (_seedfield/commits/DAY.json) says status ok.",
+        summary=_SUMMARY if cadence == DAILY else _SUMMARY.replace("Daily fields", f"Fields (step {cadence.code})").replace("a day", "a step").replace("DAY", "STEP"),
         **dict(attrs or {}),
     )
-    return DailyStore.create(path, days, coords, daily, static, global_attrs, storage_options)
+    return StepStore.create(path, days, coords, daily, static, global_attrs, storage_options, cadence)
 
 
-def raw_variable(store: DailyStore) -> str:
+def raw_variable(store: StepStore) -> str:
     """Name of the field variable of a raw store."""
     return str(store.attrs.get("seedfield_variable", "sst"))

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.steps import DAILY, Cadence, step_label
 from storage import cf
-from storage.daily_store import DailyStore, DailyVar, StaticVar
+from storage.step_store import StaticVar, StepStore, StepVar
 
 NORM_VARIABLES = ("lr_norm_mean", "lr_norm_std", "hr_norm_mean", "hr_norm_std")
 
@@ -37,8 +38,9 @@ def create_seedings_store(
     params: Mapping[str, Any],
     attrs: Mapping[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
-) -> DailyStore:
-    """Create the seedings template. ``lat``/``lon``/``land_mask`` are already trimmed."""
+    cadence: Cadence = DAILY,
+) -> StepStore:
+    """Create the seedings template (steps of ``cadence``). ``lat``/``lon``/``land_mask`` are already trimmed."""
     lat_lr, lon_lr = block_centres(lat, bin_size), block_centres(lon, bin_size)
     lat_hr, lon_hr = block_centres(lat, hr_cell), block_centres(lon, hr_cell)
     coords = {
@@ -52,18 +54,18 @@ def create_seedings_store(
     }
     units = "degree_Celsius"
     daily = {
-        "sensor_index": DailyVar(("time", "sensor"), "int32", -1, {
+        "sensor_index": StepVar(("time", "sensor"), "int32", -1, {
             "long_name": "flat index (row * nlon + col) of each sensor on the native grid; -1 = padding"}),
-        "sensor_value": DailyVar(("time", "sensor"), "float32", np.nan, {
+        "sensor_value": StepVar(("time", "sensor"), "float32", np.nan, {
             "long_name": "sensor reading (field value plus noise)", "units": units}),
-        "lr_mean": DailyVar(("time", "lat_lr", "lon_lr"), "float32", np.nan, {
+        "lr_mean": StepVar(("time", "lat_lr", "lon_lr"), "float32", np.nan, {
             "long_name": "mean of the sensors in each LR bin; NaN = no sensor", "units": units}),
-        "lr_count": DailyVar(("time", "lat_lr", "lon_lr"), "uint16", 0, {
+        "lr_count": StepVar(("time", "lat_lr", "lon_lr"), "uint16", 0, {
             "long_name": "number of sensors in each LR bin", "units": "1"}),
-        "hr_mean": DailyVar(("time", "lat_hr", "lon_hr"), "float32", np.nan, {
+        "hr_mean": StepVar(("time", "lat_hr", "lon_hr"), "float32", np.nan, {
             "long_name": "mean of the sensors in each HR cell (sparse target); NaN = no sensor",
             "units": units}),
-        "hr_flag": DailyVar(("time", "lat_hr", "lon_hr"), "uint8", 0, {
+        "hr_flag": StepVar(("time", "lat_hr", "lon_hr"), "uint8", 0, {
             "long_name": "1 where at least one sensor fell in the HR cell", "units": "1",
             "flag_values": [0, 1], "flag_meanings": "empty seeded"}),
     }
@@ -87,24 +89,24 @@ def create_seedings_store(
         max_sensors=int(max_sensors),
         **dict(attrs or {}),
     )
-    return DailyStore.create(path, days, coords, daily, static, global_attrs, storage_options)
+    return StepStore.create(path, days, coords, daily, static, global_attrs, storage_options, cadence)
 
 
-def seeding_params(store: DailyStore) -> dict[str, Any]:
+def seeding_params(store: StepStore) -> dict[str, Any]:
     """The seeding parameters a store was created with."""
     return {k.removeprefix("seeding_"): v for k, v in store.attrs.items() if k.startswith("seeding_")}
 
 
-def write_norm_stats(store: DailyStore, arrays: Mapping[str, np.ndarray], period: tuple[dt.date, dt.date], n_days: int) -> None:
+def write_norm_stats(store: StepStore, arrays: Mapping[str, np.ndarray], period: tuple[dt.date, dt.date], n_days: int) -> None:
     """Store the normalisation statistics and the period they cover."""
     for name in NORM_VARIABLES:
         store.group[name][...] = np.asarray(arrays[name], dtype="float32")
     store.update_attrs(
-        norm_period_start=period[0].isoformat(), norm_period_end=period[1].isoformat(), norm_n_days=int(n_days)
+        norm_period_start=step_label(period[0]), norm_period_end=step_label(period[1]), norm_n_days=int(n_days)
     )
 
 
-def read_norm_stats(store: DailyStore) -> dict[str, np.ndarray]:
+def read_norm_stats(store: StepStore) -> dict[str, np.ndarray]:
     if "norm_period_start" not in store.attrs:
         raise KeyError(f"{store.path}: no normalisation statistics yet; run `seedfield prepare` first")
     return {name: store.read_static(name) for name in NORM_VARIABLES}

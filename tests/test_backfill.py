@@ -23,7 +23,7 @@ from flows.locks import LOCK_DIR, LockError, acquire
 from flows.prepare import prepare_flow
 from flows.train import train_flow
 from pipeline.sample_archive import write_sample_archive
-from storage.daily_store import DailyStore
+from storage.step_store import StepStore
 from tests.helpers_flows import SMALL_REGION, stores, tree_digest, write_toml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,14 +58,14 @@ def sample(tmp_path_factory, dask_cluster, prefect_server):
 
 def day_chunks(path: str) -> dict[str, str]:
     """sha256 of every chunk of the store's daily variables (``sst/c/3/0/0`` …)."""
-    names = set(DailyStore(path).daily_names())
+    names = set(StepStore(path).step_names())
     return {k: v for k, v in tree_digest(Path(path)).items() if k.split("/")[0] in names and "/c/" in k}
 
 
 def markers(path: str) -> dict[str, dict[str, Any]]:
     """Commit markers without their time stamp and store-path fields."""
     return {d.isoformat(): {k: v for k, v in m.items() if k not in ("written_at", "source")}
-            for d, m in DailyStore(path).markers().items()}
+            for d, m in StepStore(path).markers().items()}
 
 
 def test_chunks_cover_the_period_in_order():
@@ -86,7 +86,7 @@ def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, 
     # 2. the same backfill in another process, SIGKILLed once its first chunk is committed
     cfg_b = {**common, **stores(root, "b")}
     toml = write_toml(tmp_path / "b.toml", cfg_b)
-    out_b = DailyStore(cfg_b["stores.output"])
+    out_b = StepStore(cfg_b["stores.output"])
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
     log = tmp_path / "killed.log"
     args = ["backfill", "--start", str(DAYS[0]), "--end", str(DAYS[-1]), "--chunk-days", str(CHUNK), "--config", str(toml)]
@@ -125,7 +125,7 @@ def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, 
     # every day once, and the same bytes as the uninterrupted run
     for name in ("raw.zarr", "seedings.zarr", "recon.zarr"):
         a, b = str(root / "a" / name), str(root / "b" / name)
-        assert DailyStore(b).days == DAYS and DailyStore(b).committed_days() == DAYS
+        assert StepStore(b).days == DAYS and StepStore(b).committed_steps() == DAYS
         assert day_chunks(b) == day_chunks(a) and len(day_chunks(a)) >= N_DAYS, name
         assert markers(b) == markers(a), name
     assert {d: out_b.marker(d)["written_at"] for d in DAYS[:CHUNK]} == first  # not rewritten

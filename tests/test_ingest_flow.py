@@ -15,7 +15,7 @@ import xarray as xr
 from flows.ingest import ingest_flow
 from pipeline.oisst import oisst_relpath
 from pipeline.sample_archive import write_sample_archive
-from storage.daily_store import DailyStore
+from storage.step_store import StepStore
 from tests.helpers_flows import TEST_REGION, days, flow_config, tree_digest
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -54,7 +54,7 @@ def test_ten_days_land_mask_cf_and_idempotent_rerun(tmp_path, archive10, dask_cl
     with netCDF4.Dataset(archive10 / oisst_relpath(START)) as nc:
         src = nc["sst"][0, 0].filled(np.nan)
     np.testing.assert_allclose(sst[0], src, atol=1e-6)
-    marker = DailyStore(cfg.stores.raw).marker(START)
+    marker = StepStore(cfg.stores.raw).marker(START)
     assert marker["status"] == "ok" and len(marker["sha256"]) == 64 and marker["source"].endswith("20200101.nc")
 
     before = tree_digest(tmp_path / "raw.zarr")
@@ -74,9 +74,9 @@ def test_truncated_file_is_reported_and_the_other_days_stored(tmp_path, archive1
     assert report["summary"]["ok"] == 9 and report["summary"]["failed"] == 1
     entry = next(d for d in report["days"] if d["day"] == "2020-01-05")
     assert bad.name in entry["message"] and "netCDF" in entry["message"]
-    store = DailyStore(cfg.stores.raw)
+    store = StepStore(cfg.stores.raw)
     assert store.marker(START + dt.timedelta(days=4))["status"] == "failed"
-    assert len(store.committed_days()) == 9
+    assert len(store.committed_steps()) == 9
     assert store.open_dataset().sizes["time"] == 9
 
 
@@ -116,7 +116,7 @@ def test_bad_inputs_each_named_and_the_rest_ingested(tmp_path, archive10, dask_c
     assert "20200106.nc" in report["2020-01-06"]["message"]
     assert "10 of" in report["2020-01-07"]["message"] and "max 80.000" in report["2020-01-07"]["message"]
     assert not result["ok"]
-    assert DailyStore(cfg.stores.raw).committed_days() == [d[0], d[7], d[8], d[9]]
+    assert StepStore(cfg.stores.raw).committed_steps() == [d[0], d[7], d[8], d[9]]
 
 
 def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, dask_cluster):
@@ -124,9 +124,9 @@ def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, 
     write_sample_archive(archive, START, 3, region=TEST_REGION, preliminary_last=2)
     cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
     ingest_flow(cfg, START, START + dt.timedelta(days=2))
-    store = DailyStore(cfg.stores.raw)
+    store = StepStore(cfg.stores.raw)
     assert [store.marker(x)["preliminary"] for x in days(START, 3)] == [False, True, True]
-    day0 = store.read_day(START, ["sst"])["sst"]
+    day0 = store.read_step(START, ["sst"])["sst"]
     # the day-0 file gets corrupted; the stored day must survive a re-run untouched
     f0 = archive / oisst_relpath(START)
     f0.write_bytes(b"garbage" * 100)
@@ -138,7 +138,7 @@ def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, 
     result = ingest_flow(cfg, START, START + dt.timedelta(days=2))
     assert result["summary"]["failed"] == 1
     assert store.marker(START)["status"] == "ok"
-    np.testing.assert_array_equal(store.read_day(START, ["sst"])["sst"], day0)
+    np.testing.assert_array_equal(store.read_step(START, ["sst"])["sst"], day0)
     for x in days(START + dt.timedelta(days=1), 2):
         m = store.marker(x)
         assert m["status"] == "ok" and m["preliminary"] is False and "_preliminary" not in m["source"]

@@ -23,8 +23,8 @@ from model.checkpoint import load_checkpoint
 from model.config import ARCHITECTURES
 from pipeline.grid import Region
 from pipeline.sample_archive import write_sample_archive
-from storage.daily_store import DailyStore
 from storage.model_registry import ModelRegistry, RegistryError
+from storage.step_store import StepStore
 from tests.helpers_flows import flow_config, tree_digest
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -89,7 +89,7 @@ def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
     assert infer_flow(cfg, a, b)["summary"]["unchanged"] == 8
     assert {k: v for k, v in tree_digest(root / "recon.zarr").items() if k != "zarr.json"} == \
         {k: v for k, v in before.items() if k != "zarr.json"}
-    assert DailyStore(cfg.stores.output).marker(a)["model_id"] == "tiny-1"
+    assert StepStore(cfg.stores.output).marker(a)["model_id"] == "tiny-1"
 
 
 def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
@@ -110,8 +110,8 @@ def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
     assert report["n_days"] == 6
     # the model is scored on exactly what the infer flow writes (coastal fill, land mask and all)
     infer_flow(cfg, a, a)
-    truth = DailyStore(cfg.stores.raw).read_day(a, ["sst"])["sst"][:64, :128]
-    stored = DailyStore(cfg.stores.output).read_day(a, ["sst"])["sst"]
+    truth = StepStore(cfg.stores.raw).read_step(a, ["sst"])["sst"][:64, :128]
+    stored = StepStore(cfg.stores.output).read_step(a, ["sst"])["sst"]
     ocean = np.isfinite(truth) & np.isfinite(stored)
     expected = float(np.sqrt(np.mean((stored[ocean] - truth[ocean]) ** 2)))
     assert saved["per_day"][0]["model_rmse"] == pytest.approx(expected, abs=2e-5)

@@ -12,7 +12,7 @@ from flows.config import ConfigError
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
 from pipeline.sample_archive import write_sample_archive
-from storage.daily_store import DailyStore
+from storage.step_store import StepStore
 from tests.helpers_flows import TEST_REGION, flow_config, tree_digest
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -46,8 +46,8 @@ def test_twice_and_single_day_give_identical_seedings(raw_store, tmp_path, dask_
     single = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"seedings": str(tmp_path / "b.zarr")})})
     day = dt.date(2020, 1, 4)
     prepare_flow(single, day, day)
-    a = DailyStore(str(tmp_path / "a.zarr")).read_day(day, SEEDED)
-    b = DailyStore(str(tmp_path / "b.zarr")).read_day(day, SEEDED)
+    a = StepStore(str(tmp_path / "a.zarr")).read_step(day, SEEDED)
+    b = StepStore(str(tmp_path / "b.zarr")).read_step(day, SEEDED)
     for name in SEEDED:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 

@@ -15,7 +15,7 @@ import xarray as xr
 from pipeline.errors import ArchiveError, GridMismatchError, SeedfieldError
 from pipeline.grid import Grid, Region, align_to_grid, crop_indices
 from pipeline.oisst import oisst_global_grid
-from pipeline.readers import DayField, file_days, read_archive_file, validate_day
+from pipeline.readers import StepField, file_days, read_archive_file, validate_step
 from pipeline.sample_archive import derive_daily_sst, write_sample_archive
 
 LAT_DESC = np.array([30.0, 20.0, 10.0, 0.0, -10.0])
@@ -98,20 +98,20 @@ def test_oisst_round_trip(oisst_sample: list[Path]) -> None:
         assert decoded.preliminary is (i == 1)
         assert decoded.grid.matches(oisst_global_grid())
         assert decoded.grid.lon_convention == "0-360" and decoded.grid.is_global_lon
-        assert [d.day for d in decoded.days] == [days[i]]
-        values = decoded.days[0].values
+        assert [d.step for d in decoded.steps] == [days[i]]
+        values = decoded.steps[0].values
         assert values.dtype == np.float32 and values.shape == (720, 1440)
         assert np.array_equal(np.isnan(values), np.isnan(expected[i]))
         assert np.nanmax(np.abs(values - expected[i])) <= 0.005 + 1e-5
         assert decoded.attrs["units"] == "Celsius"
         assert "ERSST" in decoded.attrs["source"]
-        validate_day(decoded.days[0], str(path))
+        validate_step(decoded.steps[0], str(path))
 
 
 def test_oisst_other_variables(oisst_sample: list[Path]) -> None:
     path = oisst_sample[0]
     anom = read_archive_file(path.read_bytes(), str(path), variable="anom")
-    assert np.nanmax(np.abs(anom.days[0].values)) < 12
+    assert np.nanmax(np.abs(anom.steps[0].values)) < 12
     assert file_days(str(path)) == [date(2018, 12, 31)]
 
 
@@ -121,11 +121,11 @@ def test_oisst_other_variables(oisst_sample: list[Path]) -> None:
 def test_netcdf3_kelvin_descending_lat_lon180_many_days(tmp_path: Path) -> None:
     path = _write_nc3(tmp_path / "generic.nc")
     decoded = read_archive_file(path.read_bytes(), "mem://generic.nc", variable="analysed_sst")
-    assert [d.day for d in decoded.days] == [date(2020, 1, 1), date(2020, 1, 2), date(2020, 1, 3)]
+    assert [d.step for d in decoded.steps] == [date(2020, 1, 1), date(2020, 1, 2), date(2020, 1, 3)]
     assert np.array_equal(decoded.grid.lat, LAT_DESC[::-1])
     assert np.array_equal(decoded.grid.lon, LON_180)
     assert decoded.grid.lon_convention == "-180-180"
-    for t, day in enumerate(decoded.days):
+    for t, day in enumerate(decoded.steps):
         expected = _field(t)[::-1]
         expected[-1, 0] = np.nan  # the missing_value cell (lat 30, lon -170)
         assert day.values.dtype == np.float32
@@ -133,20 +133,20 @@ def test_netcdf3_kelvin_descending_lat_lon180_many_days(tmp_path: Path) -> None:
     assert decoded.attrs["units"] == "degree_Celsius"
     assert decoded.attrs["original_units"] == "K"
     assert decoded.attrs["title"] == "generic netcdf3"
-    assert file_days(str(path)) == [d.day for d in decoded.days]
+    assert file_days(str(path)) == [d.step for d in decoded.steps]
 
 
 def test_netcdf4_regional_packed_with_level(tmp_path: Path) -> None:
     path = _write_nc4_regional(tmp_path / "regional.nc4")
     decoded = read_archive_file(path.read_bytes(), str(path))
-    assert [d.day for d in decoded.days] == [date(2019, 6, 1), date(2019, 6, 2)]
+    assert [d.step for d in decoded.steps] == [date(2019, 6, 1), date(2019, 6, 2)]
     grid = decoded.grid
     assert grid.shape == (20, 20)
     assert np.all(np.diff(grid.lon) > 0) and grid.lon[0] == -29.875 and not grid.is_global_lon
-    first = decoded.days[0].values
+    first = decoded.steps[0].values
     assert np.isnan(first[3, 20 - 1 - 4])  # the NaN cell, after sorting lon ascending
     np.testing.assert_allclose(first[5, 0], 10.5, atol=1e-3)
-    np.testing.assert_allclose(decoded.days[1].values[5, 0], 11.0, atol=1e-3)
+    np.testing.assert_allclose(decoded.steps[1].values[5, 0], 11.0, atol=1e-3)
     assert decoded.attrs["units"] == "degC"
 
 
@@ -156,7 +156,7 @@ def test_no_time_axis_uses_date_in_name(tmp_path: Path) -> None:
     path = tmp_path / "sst_20200315.nc"
     ds.to_netcdf(path)
     decoded = read_archive_file(path.read_bytes(), str(path))
-    assert [d.day for d in decoded.days] == [date(2020, 3, 15)]
+    assert [d.step for d in decoded.steps] == [date(2020, 3, 15)]
     with pytest.raises(ArchiveError, match="no time coordinate"):
         read_archive_file(path.read_bytes(), "undated.nc")
 
@@ -168,7 +168,7 @@ def test_kelvin_without_units_is_an_error(tmp_path: Path) -> None:
     assert str(info.value).startswith("s3://b/nounits.nc: ")
     celsius = _write_nc3(tmp_path / "c.nc", kelvin=False, units=None)
     decoded = read_archive_file(celsius.read_bytes(), "c.nc", variable="analysed_sst")
-    assert np.nanmax(decoded.days[0].values) < 40
+    assert np.nanmax(decoded.steps[0].values) < 40
 
 
 # --- broken files -------------------------------------------------------------------------
@@ -234,20 +234,20 @@ def test_undecodable_time(tmp_path: Path) -> None:
 # --- validation ---------------------------------------------------------------------------
 
 
-def test_validate_day_problems() -> None:
+def test_validate_step_problems() -> None:
     day = date(2020, 5, 1)
-    ok = DayField(day, np.array([[1.0, np.nan], [30.0, 2.0]], dtype=np.float32))
-    validate_day(ok, "f.nc")
+    ok = StepField(day, np.array([[1.0, np.nan], [30.0, 2.0]], dtype=np.float32))
+    validate_step(ok, "f.nc")
     with pytest.raises(ArchiveError, match="every cell is NaN") as info:
-        validate_day(DayField(day, np.full((2, 2), np.nan, np.float32)), "f.nc")
+        validate_step(StepField(day, np.full((2, 2), np.nan, np.float32)), "f.nc")
     assert str(info.value).startswith("f.nc [2020-05-01]: ") and info.value.day == day
-    hot = DayField(day, np.array([[1.0, 50.0], [60.0, -5.0]], dtype=np.float32))
+    hot = StepField(day, np.array([[1.0, 50.0], [60.0, -5.0]], dtype=np.float32))
     with pytest.raises(ArchiveError, match=r"3 of 4 cells .*min -5\.000, max 60\.000"):
-        validate_day(hot, "f.nc")
-    validate_day(hot, "f.nc", valid_range=(-10.0, 100.0))
-    inf = DayField(day, np.array([[1.0, np.inf]], dtype=np.float32))
+        validate_step(hot, "f.nc")
+    validate_step(hot, "f.nc", valid_range=(-10.0, 100.0))
+    inf = StepField(day, np.array([[1.0, np.inf]], dtype=np.float32))
     with pytest.raises(ArchiveError, match="non-finite"):
-        validate_day(inf, "f.nc")
+        validate_step(inf, "f.nc")
 
 
 # --- errors and grids ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
 from flows.train import train_flow
 from pipeline.sample_archive import write_sample_archive
-from storage.daily_store import DailyStore
+from storage.step_store import StepStore
 from tests.helpers_flows import SMALL_REGION, stores, write_toml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,9 +88,9 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
     r = runner.invoke(app, ["daily", "--date", str(DAYS[6]), "--config", str(toml)])  # a preliminary file
     assert r.exit_code == 0, r.output
     assert f"daily {DAYS[6]} with model tiny" in " ".join(r.output.split()) and "ok 1" in r.output
-    raw = DailyStore(cfg.stores.raw)
+    raw = StepStore(cfg.stores.raw)
     assert raw.marker(DAYS[6])["preliminary"] is True
-    old_output = DailyStore(cfg.stores.output).marker(DAYS[6])
+    old_output = StepStore(cfg.stores.output).marker(DAYS[6])
 
     write_sample_archive(root / "archive", DAYS[6], 1, region=REGION)  # its final file appears
     state = daily_flow(cfg, DAYS[7], qa_threshold=0.0, return_state=True)
@@ -99,7 +99,7 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
     assert [r["day"] for r in result["days"]] == [DAYS[6].isoformat(), DAYS[7].isoformat()]
     assert result["qa_flagged"] == [r["day"] for r in result["days"]]  # every RMSE > 0
     assert raw.marker(DAYS[6])["preliminary"] is False and raw.marker(DAYS[6])["source"].endswith("20150307.nc")
-    new_output = DailyStore(cfg.stores.output).marker(DAYS[6])
+    new_output = StepStore(cfg.stores.output).marker(DAYS[6])
     assert new_output["seedings"] != old_output["seedings"]  # reconstructed from the final file
 
     with get_client(sync_client=True) as client:
@@ -245,7 +245,7 @@ def test_served_daily_deployment_runs_from_its_schedule_time_and_shows_artifacts
             assert 0 < rows[0]["qa_rebin_rmse"] < 5 and "model tiny" in table.description
             (quicklook,) = artifacts(client, run.id, "daily-quicklook")
             assert "data:image/png;base64," in quicklook.data
-            assert DailyStore(str(root / "served" / "recon.zarr")).marker(DAYS[4])["status"] == "ok"
+            assert StepStore(str(root / "served" / "recon.zarr")).marker(DAYS[4])["status"] == "ok"
 
             # the GPU work-pool path: the pool made by the documented command, train deployed on it
             assert pool.wait(timeout=120) == 0, serve_log.read_text()[-3000:]

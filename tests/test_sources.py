@@ -33,7 +33,7 @@ def archive(tmp_path: Path) -> Path:
 
 
 def _names(files: list[ArchiveFile]) -> list[tuple[str, tuple[date, ...], bool]]:
-    return [(Path(f.url).name, f.days, f.preliminary) for f in files]
+    return [(Path(f.url).name, f.steps, f.preliminary) for f in files]
 
 
 EXPECTED = [
@@ -58,7 +58,7 @@ def test_local_glob(archive: Path) -> None:
     index = resolve_archive(str(archive / "**" / "*.nc"), D1, D5)
     assert _names(index.files) == EXPECTED
     only_feb = resolve_archive(str(archive / "202102" / "*.nc"), D1, D5)
-    assert [f.days[0] for f in only_feb.files] == [D3, D4]
+    assert [f.steps[0] for f in only_feb.files] == [D3, D4]
     assert only_feb.missing == [D1, D2, D5]
 
 
@@ -75,7 +75,7 @@ def test_duplicates_are_not_chosen(archive: Path) -> None:
     index = resolve_archive(str(archive), D1, D5)
     assert sorted(index.duplicates) == [D2, D4]
     assert [Path(u).parent.parent.name for u in index.duplicates[D2]] == [archive.name, "mirror"]
-    assert [f.days[0] for f in index.files] == [D1, D3]
+    assert [f.steps[0] for f in index.files] == [D1, D3]
     assert index.missing == [D5]
     # a final file still wins over several preliminary ones
     write_tiny_oisst(archive, D4)
@@ -91,7 +91,7 @@ def test_generic_files_indexed_by_name_or_header(tmp_path: Path) -> None:
     multi.to_netcdf(tmp_path / "march_first_days.nc", format="NETCDF3_CLASSIC")
     multi.isel(time=[0]).to_netcdf(tmp_path / "model_sst_20210304.nc4")
     index = resolve_archive(str(tmp_path), date(2021, 3, 2), date(2021, 3, 5))
-    assert [(Path(f.url).name, f.days) for f in index.files] == [
+    assert [(Path(f.url).name, f.steps) for f in index.files] == [
         ("march_first_days.nc", (date(2021, 3, 2), date(2021, 3, 3))),
         ("model_sst_20210304.nc4", (date(2021, 3, 4),)),
     ]
@@ -103,7 +103,7 @@ def test_errors_for_nothing_to_find(tmp_path: Path) -> None:
         resolve_archive(str(tmp_path / "nope"), D1, D2)
     assert str(tmp_path / "nope") in str(info.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ArchiveError, match=r"no \.nc or \.nc4 files"):
+    with pytest.raises(ArchiveError, match=r"no \.nc, \.nc4, \.cdf or \.netcdf files"):
         resolve_archive(str(tmp_path / "empty"), D1, D2)
     with pytest.raises(ArchiveError, match="glob matches no files"):
         resolve_archive(str(tmp_path / "*.nc"), D1, D2)
@@ -127,13 +127,13 @@ def http_archive(archive: Path) -> Iterator[tuple[str, Path]]:
 def test_http_pattern_and_read_bytes(http_archive: tuple[str, Path]) -> None:
     base, root = http_archive
     index = resolve_archive(f"{base}/{PATTERN}", D1, D5)
-    assert [(f.url.rsplit("/", 1)[-1], f.days, f.preliminary) for f in index.files] == EXPECTED
+    assert [(f.url.rsplit("/", 1)[-1], f.steps, f.preliminary) for f in index.files] == EXPECTED
     assert index.files[0].url == f"{base}/202101/oisst-avhrr-v02r01.20210130.nc"
     assert index.missing == [D5]
     data = read_bytes(index.files[3].url)
     assert data == (root / "202102" / "oisst-avhrr-v02r01.20210202_preliminary.nc").read_bytes()
     decoded = read_archive_file(data, index.files[3].url, preliminary=True)
-    assert decoded.days[0].day == D4
+    assert decoded.steps[0].step == D4
     with pytest.raises(ArchiveError, match=r"oisst-avhrr-v02r01\.20210203\.nc"):
         read_bytes(f"{base}/202102/oisst-avhrr-v02r01.20210203.nc")
 
@@ -141,7 +141,7 @@ def test_http_pattern_and_read_bytes(http_archive: tuple[str, Path]) -> None:
 def test_http_directory_listing(http_archive: tuple[str, Path]) -> None:
     base, _ = http_archive
     index = resolve_archive(f"{base}/", D1, D5)
-    assert [(f.url.rsplit("/", 1)[-1], f.days, f.preliminary) for f in index.files] == EXPECTED
+    assert [(f.url.rsplit("/", 1)[-1], f.steps, f.preliminary) for f in index.files] == EXPECTED
     assert index.missing == [D5]
     feb = resolve_archive(f"{base}/202102/", D1, D5)
-    assert [f.days[0] for f in feb.files] == [D3, D4]
+    assert [f.steps[0] for f in feb.files] == [D3, D4]

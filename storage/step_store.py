@@ -1,14 +1,18 @@
-"""A Zarr v3 store with a daily time axis, written one day at a time.
+"""A Zarr v3 store with a time axis of one fixed step, written one step at a time.
 
 The rules (docs/architecture.md, "Storage"):
 
-* the store is created once from a template that covers the requested days
+* the store's step (daily by default, every N hours, monthly, or a 12-month climatology; see
+  :class:`pipeline.steps.Cadence`) is recorded in its ``seedfield_step`` attribute when it is
+  created; a store without the attribute (made by a daily-only release) is daily;
+* the store is created once from a template that covers the requested steps
   (``to_zarr(compute=False)``): metadata and coordinates only, no chunk of data;
-* each day is written by a region write of exactly one time chunk, so writers of different
-  days never touch the same object and re-writing a day overwrites it (idempotent);
-* a per-day commit marker (``_seedfield/commits/YYYY-MM-DD.json``) is written last; readers
-  and resumable flows trust only days whose marker says ``"status": "ok"``;
-* the time axis grows at its end when later days are asked for; it never moves its start.
+* each step is written by a region write of exactly one time chunk, so writers of different
+  steps never touch the same object and re-writing a step overwrites it (idempotent);
+* a per-step commit marker (``_seedfield/commits/<label>.json``, ``2019-03-01`` for a day,
+  ``2019-03-01T05`` for an hour) is written last; readers and resumable flows trust only steps
+  whose marker says ``"status": "ok"``;
+* the time axis grows at its end when later steps are asked for; it never moves its start.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from pipeline.steps import DAILY, Cadence, Step, parse_step, step_label
 from storage import fs
-from storage.cf import TIME_CALENDAR, TIME_UNITS, time_attrs
+from storage.cf import TIME_CALENDAR, time_attrs
 
-EPOCH = dt.date(1978, 1, 1)
 MARKER_DIR = "_seedfield/commits"
+STEP_ATTR = "seedfield_step"
 
 
 class StoreError(Exception):
@@ -37,8 +42,8 @@ class StoreError(Exception):
 
 
 @dataclass(frozen=True)
-class DailyVar:
-    """A variable with a leading ``time`` axis, chunked one day per chunk."""
+class StepVar:
+    """A variable with a leading ``time`` axis, chunked one step per chunk."""
 
     dims: tuple[str, ...]
     dtype: str
@@ -55,20 +60,11 @@ class StaticVar:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def day_number(day: dt.date) -> int:
-    """Whole days since the store epoch (1978-01-01 noon)."""
-    return (day - EPOCH).days
-
-
-def noon(days: Sequence[dt.date]) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex([pd.Timestamp(d) + pd.Timedelta(hours=12) for d in days])
-
-
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     """Every day from start to end, both included."""
     if end < start:
         raise ValueError(f"end date {end} is before start date {start}")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return DAILY.steps(start, end)
 
 
 def _codec() -> dict[str, Any]:
@@ -77,8 +73,8 @@ def _codec() -> dict[str, Any]:
     return {"compressors": [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}
 
 
-class DailyStore:
-    """A daily Zarr v3 store at ``path`` (a local path or an fsspec URL)."""
+class StepStore:
+    """A Zarr v3 store with one fixed time step at ``path`` (a local path or an fsspec URL)."""
 
     def __init__(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
         self.path = str(path)
@@ -94,33 +90,39 @@ class DailyStore:
     def create(
         cls,
         path: str,
-        days: Sequence[dt.date],
+        steps: Sequence[Step],
         coords: Mapping[str, StaticVar],
-        daily: Mapping[str, DailyVar],
+        daily: Mapping[str, StepVar],
         static: Mapping[str, StaticVar] | None = None,
         attrs: Mapping[str, Any] | None = None,
         storage_options: dict[str, Any] | None = None,
-    ) -> DailyStore:
-        """Write the template: coordinates, static variables and the metadata of daily ones."""
+        cadence: Cadence = DAILY,
+    ) -> StepStore:
+        """Write the template: coordinates, static variables and the metadata of per-step ones."""
         if cls.exists(path, storage_options):
             raise StoreError(f"{path}: a store already exists here; open it instead of creating it")
-        if not days:
-            raise StoreError(f"{path}: a store needs at least one day")
-        days = sorted(days)
-        ntime = len(days)
-        ds = xr.Dataset(attrs=dict(attrs or {}))
-        ds.coords["time"] = ("time", noon(days), time_attrs())
+        if not steps:
+            raise StoreError(f"{path}: a store needs at least one step")
+        first, last = min(steps), max(steps)
+        steps = [cadence.shift(first, k) for k in range(cadence.offset(first, last) + 1)]
+        ntime = len(steps)
+        attrs = dict(attrs or {})
+        if cadence != DAILY:  # a daily store keeps the attributes of the daily-only releases
+            attrs[STEP_ATTR] = cadence.code
+        ds = xr.Dataset(attrs=attrs)
+        stamps = pd.DatetimeIndex([pd.Timestamp(cadence.time_stamp(s)) for s in steps])
+        ds.coords["time"] = ("time", stamps, time_attrs(cadence.time_long_name))
         for name, var in coords.items():
             ds.coords[name] = (var.dims, var.data, var.attrs)
         encoding: dict[str, dict[str, Any]] = {
-            "time": {"units": TIME_UNITS, "calendar": TIME_CALENDAR, "dtype": "int32", "chunks": (ntime,)}
+            "time": {"units": cadence.time_units, "calendar": TIME_CALENDAR, "dtype": "int32", "chunks": (ntime,)}
         }
         for name, var in (static or {}).items():
             ds[name] = (var.dims, var.data, var.attrs)
             encoding[name] = {**_codec()}
         for name, var in daily.items():
             if var.dims[0] != "time":
-                raise StoreError(f"{path}: daily variable {name!r} must have 'time' first, got {var.dims}")
+                raise StoreError(f"{path}: per-step variable {name!r} must have 'time' first, got {var.dims}")
             shape = (ntime, *(ds.sizes[d] for d in var.dims[1:]))
             chunks = (1, *shape[1:])
             ds[name] = (var.dims, da.full(shape, var.fill_value, dtype=var.dtype, chunks=chunks), var.attrs)
@@ -156,7 +158,18 @@ class DailyStore:
         """Forget cached metadata (after another process changed the store)."""
         self._group = None
         self._arrays: dict[str, zarr.Array] = {}
-        self._axis: tuple[dt.date, int] | None = None
+        self._axis: tuple[Step, int] | None = None
+        self._cadence: Cadence | None = None
+
+    @property
+    def cadence(self) -> Cadence:
+        """The store's time step (daily for stores made before steps were recorded)."""
+        if self.__dict__.get("_cadence") is None:
+            try:
+                self._cadence = Cadence.parse(self.group.attrs.get(STEP_ATTR, "1D"))
+            except ValueError as exc:
+                raise StoreError(f"{self.path}: attribute {STEP_ATTR}: {exc}") from exc
+        return self._cadence
 
     def array(self, name: str) -> zarr.Array:
         """The zarr array ``name``, opened once per store object."""
@@ -165,11 +178,11 @@ class DailyStore:
             arrays[name] = self.group[name]
         return arrays[name]
 
-    def _time_axis(self) -> tuple[dt.date, int]:
+    def _time_axis(self) -> tuple[Step, int]:
         axis = self.__dict__.get("_axis")
         if axis is None:
             arr = self.group["time"]
-            axis = (EPOCH + dt.timedelta(days=int(arr[0])), int(arr.shape[0]))
+            axis = (self.cadence.from_time_number(int(arr[0])), int(arr.shape[0]))
             self._axis = axis
         return axis
 
@@ -181,24 +194,31 @@ class DailyStore:
         self.group.attrs.update(attrs)
 
     @property
-    def days(self) -> list[dt.date]:
+    def steps(self) -> list[Step]:
         numbers = np.asarray(self.group["time"][:])
-        return [EPOCH + dt.timedelta(days=int(n)) for n in numbers]
+        return [self.cadence.from_time_number(int(n)) for n in numbers]
 
-    def index(self, day: dt.date) -> int:
-        """Position of ``day`` on the time axis (re-read once if another process grew it)."""
+    def steps_between(self, start: dt.date, end: dt.date) -> list[Step]:
+        """The store's steps from ``start`` to ``end`` (dates or date-times), both included."""
+        return self.cadence.steps(start, end)
+
+    def index(self, step: Step) -> int:
+        """Position of ``step`` on the time axis (re-read once if another process grew it)."""
         first, n = self._time_axis()
-        i = (day - first).days
+        i = self.cadence.offset(first, step)
         if 0 <= i < n:
             return i
         self.refresh()
         first, n = self._time_axis()
         if not 0 <= i < n:
-            last = first + dt.timedelta(days=n - 1)
-            raise StoreError(f"{self.path}: day {day} is outside the store's time axis {first}…{last}")
+            last = self.cadence.shift(first, n - 1)
+            raise StoreError(
+                f"{self.path}: step {step_label(step)} is outside the store's time axis "
+                f"{step_label(first)}…{step_label(last)}"
+            )
         return i
 
-    def daily_names(self) -> list[str]:
+    def step_names(self) -> list[str]:
         names = []
         for name, arr in self.group.arrays():
             dims = arr.metadata.dimension_names or ()
@@ -206,89 +226,103 @@ class DailyStore:
                 names.append(name)
         return sorted(names)
 
-    def extend(self, days: Iterable[dt.date]) -> None:
-        """Grow the time axis so that it covers ``days`` (only at its end)."""
-        days = list(days)
-        if not days:
+    def extend(self, steps: Iterable[Step]) -> None:
+        """Grow the time axis so that it covers ``steps`` (only at its end).
+
+        The per-step arrays are resized before the time coordinate, so a run killed in between
+        leaves a time axis that still describes every readable step; a re-run finishes the job.
+        """
+        steps = list(steps)
+        if not steps:
             return
-        have = self.days
+        cad = self.cadence
+        have = self.steps
         first, last = have[0], have[-1]
-        if min(days) < first:
+        if cad.offset(first, min(steps)) < 0:
             raise StoreError(
-                f"{self.path}: the store starts on {first} and cannot grow backwards to {min(days)}; "
-                "write the earlier period to a new store"
+                f"{self.path}: the store starts at {step_label(first)} and cannot grow backwards to "
+                f"{step_label(min(steps))}; write the earlier period to a new store"
             )
-        new_last = max(days)
-        if new_last <= last:
+        new_last = max(steps)
+        if cad.offset(last, new_last) <= 0:
             return
-        n = (new_last - first).days + 1
-        for name in self.daily_names():
+        n = cad.offset(first, new_last) + 1
+        for name in self.step_names():
             arr = self.group[name]
             arr.resize((n, *arr.shape[1:]))
         time = self.group["time"]
         old = time.shape[0]
         time.resize((n,))
-        time[old:] = np.arange(day_number(last) + 1, day_number(new_last) + 1, dtype="int32")
+        time[old:] = np.array([cad.time_number(cad.shift(first, k)) for k in range(old, n)], dtype="int32")
         self.refresh()
 
-    # -- day data -------------------------------------------------------------------------
-    def write_day(self, day: dt.date, arrays: Mapping[str, np.ndarray]) -> None:
-        """Region-write one day of each named daily variable (exactly one chunk each)."""
-        i = self.index(day)
+    # -- step data ------------------------------------------------------------------------
+    def write_step(self, step: Step, arrays: Mapping[str, np.ndarray]) -> None:
+        """Region-write one step of each named per-step variable (exactly one chunk each)."""
+        i = self.index(step)
         for name, values in arrays.items():
             arr = self.array(name)
             values = np.asarray(values)
             if values.shape != arr.shape[1:]:
                 raise StoreError(
-                    f"{self.path}: {name} for {day} has shape {values.shape}, the store expects {arr.shape[1:]}"
+                    f"{self.path}: {name} for {step_label(step)} has shape {values.shape}, the store expects {arr.shape[1:]}"
                 )
             arr[i] = values.astype(arr.dtype, copy=False)
 
-    def read_day(self, day: dt.date, names: Iterable[str]) -> dict[str, np.ndarray]:
-        i = self.index(day)
+    def read_step(self, step: Step, names: Iterable[str]) -> dict[str, np.ndarray]:
+        i = self.index(step)
         return {name: np.asarray(self.array(name)[i]) for name in names}
 
     def read_static(self, name: str) -> np.ndarray:
         return np.asarray(self.group[name][...])
 
     # -- commit markers -------------------------------------------------------------------
-    def _marker_path(self, day: dt.date) -> str:
-        return fs.join(self.path, MARKER_DIR, f"{day.isoformat()}.json")
+    def _marker_path(self, step: Step) -> str:
+        return fs.join(self.path, MARKER_DIR, f"{step_label(step)}.json")
 
-    def marker(self, day: dt.date) -> dict[str, Any] | None:
-        raw = fs.read_bytes_or_none(self._marker_path(day), self.storage_options)
+    def marker(self, step: Step) -> dict[str, Any] | None:
+        raw = fs.read_bytes_or_none(self._marker_path(step), self.storage_options)
         return None if raw is None else json.loads(raw)
 
-    def commit(self, day: dt.date, payload: Mapping[str, Any]) -> bool:
-        """Write the day's marker last. Returns False (and writes nothing) when unchanged."""
-        body = {"day": day.isoformat(), **payload}
-        old = self.marker(day)
+    def commit(self, step: Step, payload: Mapping[str, Any]) -> bool:
+        """Write the step's marker last. Returns False (and writes nothing) when unchanged.
+
+        The marker's ``"day"`` key holds the step's label (its name since the daily-only
+        releases, kept so that their markers stay valid and unchanged re-runs write nothing).
+        """
+        body = {"day": step_label(step), **payload}
+        old = self.marker(step)
         if old is not None and {k: v for k, v in old.items() if k != "written_at"} == body:
             return False
         body["written_at"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         data = json.dumps(body, indent=1, sort_keys=True).encode()
-        fs.write_bytes_atomic(self._marker_path(day), data, self.storage_options)
+        fs.write_bytes_atomic(self._marker_path(step), data, self.storage_options)
         return True
 
-    def markers(self) -> dict[dt.date, dict[str, Any]]:
+    def markers(self) -> dict[Step, dict[str, Any]]:
         out = {}
         for name in fs.list_names(fs.join(self.path, MARKER_DIR), self.storage_options):
             if name.endswith(".json"):
-                day = dt.date.fromisoformat(name.removesuffix(".json"))
-                marker = self.marker(day)
+                step = parse_step(name.removesuffix(".json"))
+                marker = self.marker(step)
                 if marker is not None:
-                    out[day] = marker
+                    out[step] = marker
         return out
 
-    def committed_days(self) -> list[dt.date]:
+    def committed_steps(self) -> list[Step]:
         return sorted(d for d, m in self.markers().items() if m.get("status") == "ok")
+
+    def committed_between(self, start: dt.date, end: dt.date) -> list[Step]:
+        """Committed steps from ``start`` to ``end`` (dates or date-times), both included."""
+        inside = set(self.steps_between(start, end))
+        return [d for d in self.committed_steps() if d in inside]
 
     # -- reading --------------------------------------------------------------------------
     def open_dataset(self, committed_only: bool = True) -> xr.Dataset:
-        """The store as an xarray Dataset (lazy); by default only committed days."""
+        """The store as an xarray Dataset (lazy); by default only committed steps."""
         ds = xr.open_zarr(self.path, consolidated=False, storage_options=self.storage_options)
         if committed_only:
-            ok = set(self.committed_days())
-            keep = [i for i, d in enumerate(self.days) if d in ok]
+            ok = set(self.committed_steps())
+            keep = [i for i, d in enumerate(self.steps) if d in ok]
             ds = ds.isel(time=keep)
         return ds
