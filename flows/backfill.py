@@ -41,7 +41,7 @@ from storage.step_store import StepStore
 
 
 def chunk_ranges(
-    start: dt.date, end: dt.date, chunk_days: int, cadence: Cadence = DAILY
+    start: dt.datetime | dt.date, end: dt.datetime | dt.date, chunk_days: int, cadence: Cadence = DAILY
 ) -> list[tuple[dt.date, dt.date]]:
     """[start, end] cut into consecutive ranges of ``chunk_days`` steps (the last may be shorter)."""
     if chunk_days < 1:
@@ -64,7 +64,7 @@ def done_days(config: SeedfieldConfig, days: list[dt.date], model_id: str) -> se
     return done
 
 
-def _chunk_summary_md(start: dt.date, end: dt.date, model_id: str, store: str,
+def _chunk_summary_md(start: dt.datetime | dt.date, end: dt.datetime | dt.date, model_id: str, store: str,
                       counts: dict[str, int], chunks: list[dict[str, Any]], n_chunks: int) -> str:
     return (
         f"## Backfill {start} … {end}\n\nModel `{model_id}` → `{store}`; "
@@ -74,7 +74,7 @@ def _chunk_summary_md(start: dt.date, end: dt.date, model_id: str, store: str,
 
 
 def run_backfill(
-    config: SeedfieldConfig, start: dt.date, end: dt.date, chunk_days: int = 30, force: bool = False,
+    config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, chunk_days: int = 30, force: bool = False,
     model_id: str | None = None, progress_bar: bool = False,
 ) -> dict[str, Any]:
     """The body of the backfill flow (also used by the deployment's entry flow); needs a flow run."""
@@ -153,8 +153,8 @@ def run_backfill(
 @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
 def backfill_flow(
     config: SeedfieldConfig,
-    start: dt.date,
-    end: dt.date,
+    start: dt.datetime | dt.date,
+    end: dt.datetime | dt.date,
     chunk_days: int = 30,
     force: bool = False,
     model_id: str | None = None,

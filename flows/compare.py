@@ -33,6 +33,7 @@ from flows.infer import engine_for, predict_days, read_lr, resolve_device
 from flows.prepare import stream_norm_stats
 from flows.progress import RunProgress
 from flows.train import ensure_gpu_limit, split_days, train_task
+from pipeline.steps import step_label
 from storage.cf import code_version
 from storage.model_registry import ModelRegistry
 from storage.seedings_store import seeding_params
@@ -144,7 +145,7 @@ def mean_metrics(rows: list[dict[str, Any]], method: str) -> dict[str, float]:
 
 @flow(name="compare", flow_run_name="compare-{start}-{end}")
 def compare_flow(
-    config: SeedfieldConfig, start: dt.date, end: dt.date, json_path: str, markdown_path: str | None = None,
+    config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, json_path: str, markdown_path: str | None = None,
     progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Train, time and score every ``config.compare.architectures``; write JSON (and Markdown)."""
@@ -203,8 +204,8 @@ def compare_flow(
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "seedfield_version": code_version(), "seedings_store": seedings.path, "raw_store": raw.path,
-        "upsampling": upsampling, "train_period": [str(train_days[0]), str(train_days[-1])],
-        "val_period": [str(val_days[0]), str(val_days[-1])], "test_period": [str(test_days[0]), str(test_days[-1])],
+        "upsampling": upsampling, "train_period": [step_label(train_days[0]), step_label(train_days[-1])],
+        "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "test_period": [step_label(test_days[0]), step_label(test_days[-1])],
         "n_train_days": len(train_days), "n_val_days": len(val_days), "n_test_days": len(test_days),
         "data_range": data_range, "budget": budget, "rows": rows,
         "ok": not any(r.get("error") for r in rows),
@@ -239,8 +240,8 @@ def _train_and_score(
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(), "purpose": "seedfield compare",
         "architecture": name, "seedings_store": seedings.path, "raw_store": raw.path,
-        "seeding": seeding_params(seedings), "train_period": [str(train_days[0]), str(train_days[-1])],
-        "val_period": [str(val_days[0]), str(val_days[-1])], "n_train_days": len(train_days),
+        "seeding": seeding_params(seedings), "train_period": [step_label(train_days[0]), step_label(train_days[-1])],
+        "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "n_train_days": len(train_days),
         "n_val_days": len(val_days), "train": cfg.train.model_dump(mode="json"), "kept_epoch": result["kept_epoch"],
         "train_seconds": round(result["seconds"], 1), "history": result["history"],
         "seedfield_version": code_version(),

@@ -70,8 +70,8 @@ def daily_deployment_flow(
 
 @flow(name="backfill", flow_run_name="backfill-{start}-{end}")
 def backfill_deployment_flow(
-    start: dt.date,
-    end: dt.date,
+    start: dt.datetime | dt.date,
+    end: dt.datetime | dt.date,
     config_path: str | None = None,
     chunk_days: int = 30,
     force: bool = False,
@@ -83,8 +83,8 @@ def backfill_deployment_flow(
 
 @flow(name="train", flow_run_name=_train_run_name)
 def train_deployment_flow(
-    start: dt.date,
-    end: dt.date,
+    start: dt.datetime | dt.date,
+    end: dt.datetime | dt.date,
     config_path: str | None = None,
     model_id: str | None = None,
 ) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def markdown_table(methods: dict[str, dict[str, float]]) -> str:
 
 @flow(name="evaluate", flow_run_name="evaluate-{start}-{end}")
 def evaluate_flow(
-    config: SeedfieldConfig, start: dt.date, end: dt.date, json_path: str, model_id: str | None = None,
+    config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, json_path: str, model_id: str | None = None,
     plots_dir: str | None = None, progress_bar: bool = False, days_per_task: int = 8,
 ) -> dict[str, Any]:
     """Metrics per method (mean over days) to ``json_path``; maps and spectra to ``plots_dir``."""
@@ -90,7 +90,7 @@ def evaluate_flow(
     }
     per_day = [{"day": r["day"], **{f"{m}_rmse": round(r["metrics"][m]["rmse"], 5) for m in r["metrics"]}} for r in rows]
     report: dict[str, Any] = {
-        "model_id": model_id, "period": [str(days[0]), str(days[-1])], "n_days": len(days),
+        "model_id": model_id, "period": [step_label(days[0]), step_label(days[-1])], "n_days": len(days),
         "data_range": data_range, "data_range_note": "PSNR/SSIM range in °C: truth max−min over the ocean and the period",
         "train_period": meta.get("train_period"), "val_period": meta.get("val_period"),
         "methods": methods, "per_day": per_day, "plots": {},

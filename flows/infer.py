@@ -152,7 +152,7 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
 
 @flow(name="infer", flow_run_name="infer-{start}-{end}")
 def infer_flow(
-    config: SeedfieldConfig, start: dt.date, end: dt.date, model_id: str | None = None,
+    config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, model_id: str | None = None,
     force: bool = False, progress_bar: bool = False, qa_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Reconstruct every prepared day of [start, end] with ``model_id`` (default: current)."""

@@ -56,7 +56,7 @@ def known_cadence(config: SeedfieldConfig) -> Cadence:
 
 
 def open_or_create_store(
-    config: SeedfieldConfig, index: ArchiveIndex, start: dt.date, end: dt.date
+    config: SeedfieldConfig, index: ArchiveIndex, start: dt.datetime | dt.date, end: dt.date
 ) -> StepStore:
     """Open the raw store and grow it to the range, or create it from the first readable file."""
     path, opts = config.stores.raw, config.stores.storage_options or None
@@ -110,8 +110,8 @@ def _day_table(outcomes: list[StepOutcome], limit: int = 500) -> list[dict[str, 
 @flow(name="ingest", flow_run_name="ingest-{start}-{end}")
 def ingest_flow(
     config: SeedfieldConfig,
-    start: dt.date,
-    end: dt.date,
+    start: dt.datetime | dt.date,
+    end: dt.datetime | dt.date,
     report: str | None = None,
     progress_bar: bool = False,
 ) -> dict[str, Any]:

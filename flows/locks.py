@@ -177,9 +177,14 @@ class DayRangeLock:
                 self.path.unlink()
 
 
-def acquire(store_path: str, start: dt.date, end: dt.date, purpose: str,
+def acquire(store_path: str, start: dt.datetime | dt.date, end: dt.datetime | dt.date, purpose: str,
             fallback_dir: str | Path = ".") -> DayRangeLock:
-    """Lock days ``start``…``end`` of ``store_path`` for this process, or raise :class:`LockError`."""
+    """Lock days ``start``…``end`` of ``store_path`` for this process, or raise :class:`LockError`.
+
+    Locks cover whole days: hours given as bounds lock the days they fall in.
+    """
+    start = start.date() if isinstance(start, dt.datetime) else start
+    end = end.date() if isinstance(end, dt.datetime) else end
     folder = lock_dir_for(store_path, fallback_dir)
     folder.mkdir(parents=True, exist_ok=True)
     name, digest = _store_key(store_path)
@@ -218,7 +223,7 @@ def acquire(store_path: str, start: dt.date, end: dt.date, purpose: str,
 
 
 @contextlib.contextmanager
-def locked(stores: Sequence[str], start: dt.date, end: dt.date, purpose: str,
+def locked(stores: Sequence[str], start: dt.datetime | dt.date, end: dt.datetime | dt.date, purpose: str,
            fallback_dir: str | Path = ".") -> Iterator[list[DayRangeLock]]:
     """Lock the same days of several stores (all or none), released on exit, in a fixed order."""
     held: list[DayRangeLock] = []
@@ -231,7 +236,7 @@ def locked(stores: Sequence[str], start: dt.date, end: dt.date, purpose: str,
             lock.release()
 
 
-def pipeline_locks(config: Any, start: dt.date, end: dt.date, purpose: str) -> contextlib.AbstractContextManager[list[DayRangeLock]]:
+def pipeline_locks(config: Any, start: dt.datetime | dt.date, end: dt.datetime | dt.date, purpose: str) -> contextlib.AbstractContextManager[list[DayRangeLock]]:
     """Lock days ``start``…``end`` of the raw, seedings and reconstruction stores of ``config``."""
     stores = [config.stores.raw, config.stores.seedings, config.stores.output]
     return locked(stores, start, end, purpose, fallback_dir=config.stores.registry)

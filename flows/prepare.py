@@ -134,8 +134,8 @@ def compute_norm_stats(
 @flow(name="prepare", flow_run_name="prepare-{start}-{end}")
 def prepare_flow(
     config: SeedfieldConfig,
-    start: dt.date,
-    end: dt.date,
+    start: dt.datetime | dt.date,
+    end: dt.datetime | dt.date,
     force: bool = False,
     report: str | None = None,
     progress_bar: bool = False,

@@ -137,7 +137,7 @@ def train_task(
 
 
 @flow(name="train", flow_run_name="train-{model_id}")
-def train_flow(config: SeedfieldConfig, start: dt.date, end: dt.date, model_id: str | None = None) -> dict[str, Any]:
+def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, model_id: str | None = None) -> dict[str, Any]:
     """Train on the prepared days of [start, end] (last 20 % validate) and publish the model."""
     logger = get_run_logger()
     model_id = model_id or ModelRegistry.new_id(config.train.architecture)
@@ -158,8 +158,8 @@ def train_flow(config: SeedfieldConfig, start: dt.date, end: dt.date, model_id: 
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "seedings_store": store.path, "raw_store": config.stores.raw,
-        "seeding": params, "train_period": [str(train_days[0]), str(train_days[-1])],
-        "val_period": [str(val_days[0]), str(val_days[-1])], "n_train_days": len(train_days),
+        "seeding": params, "train_period": [step_label(train_days[0]), step_label(train_days[-1])],
+        "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "n_train_days": len(train_days),
         "n_val_days": len(val_days), "train": config.train.model_dump(mode="json"),
         "kept_epoch": result["kept_epoch"], "train_seconds": round(result["seconds"], 1),
         "processes": result["processes"], "history": result["history"], "seedfield_version": code_version(),

@@ -156,7 +156,9 @@ class Cadence:
         ignores the years and spans the months from ``start`` to ``end`` (all twelve when the
         range covers a year or more).
         """
-        if _as_datetime(end) < _as_datetime(start):
+        whole_day = not isinstance(end, dt.datetime)  # a plain date as end: the whole of that day
+        last_instant = _as_datetime(end) + (dt.timedelta(hours=23, minutes=59) if whole_day else dt.timedelta(0))
+        if last_instant < _as_datetime(start):
             raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
         if self.kind == "climatology":
             if (_as_date(end) - _as_date(start)).days >= 365 or (end.year, end.month) < (start.year, start.month):
@@ -166,10 +168,7 @@ class Cadence:
                 months = sorted({(start.month - 1 + i) % 12 + 1 for i in range(n + 1)})
             return [dt.date(CLIMATOLOGY_YEAR, m, 1) for m in months]
         first = self.step_of(_as_datetime(start))
-        if self.sub_daily and not isinstance(end, dt.datetime):
-            last = self.step_of(dt.datetime(end.year, end.month, end.day, 23, 59))
-        else:
-            last = self.step_of(_as_datetime(end))
+        last = self.step_of(last_instant if self.sub_daily else _as_datetime(end))
         return [self.from_ordinal(n) for n in range(self.ordinal(first), self.ordinal(last) + 1)]
 
     def coerce(self, value: dt.date) -> Step:

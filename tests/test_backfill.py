@@ -125,7 +125,7 @@ def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, 
     # every day once, and the same bytes as the uninterrupted run
     for name in ("raw.zarr", "seedings.zarr", "recon.zarr"):
         a, b = str(root / "a" / name), str(root / "b" / name)
-        assert StepStore(b).days == DAYS and StepStore(b).committed_steps() == DAYS
+        assert StepStore(b).steps == DAYS and StepStore(b).committed_steps() == DAYS
         assert day_chunks(b) == day_chunks(a) and len(day_chunks(a)) >= N_DAYS, name
         assert markers(b) == markers(a), name
     assert {d: out_b.marker(d)["written_at"] for d in DAYS[:CHUNK]} == first  # not rewritten
