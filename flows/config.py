@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from model.config import ARCHITECTURES, Architecture, TrainConfig
+from model.config import ARCHITECTURES, Architecture, SensorNetConfig, TrainConfig
 from pipeline.errors import SeedfieldError
 from pipeline.seeding import SeedingParams
 from pipeline.steps import Cadence
@@ -110,6 +110,10 @@ class EvaluateSettings(_Section):
 
     data_range: float | None = Field(None, gt=0, description="PSNR/SSIM range, °C; None = truth max−min over the period")
     plot_day: str | None = Field(None, description="day for the maps; None = the first evaluated day")
+    dineof_steps: int = Field(
+        240, ge=0, description="DINEOF learns its EOFs on the last this many training steps (0 = no DINEOF)"
+    )
+    kriging: bool = Field(True, description="ordinary kriging with a variogram fitted on the training sensors")
 
 
 class CompareSettings(_Section):
@@ -144,6 +148,7 @@ class SeedfieldConfig(_Section):
     seeding: SeedingParams = Field(default_factory=SeedingParams)
     stats: StatsSettings = Field(default_factory=StatsSettings)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    sensornet: SensorNetConfig = Field(default_factory=SensorNetConfig)
     split: SplitSettings = Field(default_factory=SplitSettings)
     infer: InferSettings = Field(default_factory=InferSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)

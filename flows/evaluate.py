@@ -20,10 +20,12 @@ from flows.prepare import chunks
 from flows.progress import RunProgress
 from flows.windowed import run_windowed
 from pipeline.baselines import nearest_from_bins
+from pipeline.fitted_baselines import FittedBaselines, fit_baselines
 from pipeline.plots import comparison_maps, spectra_plot
 from pipeline.steps import parse_step, step_label
 from storage.model_registry import ModelRegistry
 from storage.raw_store import raw_variable
+from storage.seedings_store import read_sensors
 from storage.step_store import StepStore, StoreError
 
 METRICS = ("rmse", "mae", "bias", "psnr", "ssim", "hfen")
@@ -40,11 +42,27 @@ def period_range(raw: StepStore, days: list[dt.date], shape: tuple[int, int], la
 
 
 def markdown_table(methods: dict[str, dict[str, float]]) -> str:
-    head = "| method | " + " | ".join(METRICS) + " |\n|---|" + "---|" * len(METRICS) + "\n"
+    """One row per method: the metrics, and its cost in ms per field where measured."""
+    head = "| method | " + " | ".join(METRICS) + " | ms/field |\n|---|" + "---|" * (len(METRICS) + 1) + "\n"
     body = "".join(
-        f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |\n" for name, m in methods.items()
+        f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS)
+        + (f" | {m['ms_per_field']:.1f} |\n" if "ms_per_field" in m else " | — |\n")
+        for name, m in methods.items()
     )
     return head + body
+
+
+def fit_period_baselines(config: SeedfieldConfig, seedings: StepStore, period: list[str | None]) -> FittedBaselines | bool:
+    """Kriging, sensor climatology and DINEOF fitted on the sensors of the model's training
+    steps (``period`` = [first, last] labels); plain interpolations alone without a period."""
+    if not period or not period[0] or not period[1]:
+        return True
+    steps = seedings.committed_between(parse_step(period[0]), parse_step(period[1]))
+    if not steps:
+        return True
+    sensors = read_sensors(seedings, steps)
+    return fit_baselines([i for i, _ in sensors], [v for _, v in sensors], seedings.read_static("land_mask").shape,
+                         dineof_steps=config.evaluate.dineof_steps, kriging=config.evaluate.kriging)
 
 
 @flow(name="evaluate", flow_run_name="evaluate-{start}-{end}")
@@ -70,9 +88,12 @@ def evaluate_flow(
     land = seedings.read_static("land_mask").astype(bool)
     data_range = config.evaluate.data_range or period_range(raw, days, land.shape, land)
     ckpt = str(registry.checkpoint(model_id))
+    baselines = fit_period_baselines(config, seedings, meta.get("train_period"))
+    if isinstance(baselines, FittedBaselines):
+        logger.info("baselines fitted on the training sensors %s: %s", meta.get("train_period"), baselines.describe())
     job = {"raw_path": raw.path, "seedings_path": seedings.path, "checkpoint": ckpt,
            "infer_settings_json": config.infer.model_copy(update={"device": "cpu"}).model_dump_json(),
-           "data_range": data_range, "storage_options": opts}
+           "data_range": data_range, "storage_options": opts, "baselines": baselines}
     rows: list[dict[str, Any]] = []
     with dask_client(config.dask), RunProgress(len(days), f"evaluate {start}…{end}", "evaluate-progress", progress_bar) as progress:
         for group, result in run_windowed(
@@ -88,12 +109,18 @@ def evaluate_flow(
         name: {k: float(np.mean([r["metrics"][name][k] for r in rows])) for k in METRICS}
         for name in rows[0]["metrics"]
     }
+    for name, m in methods.items():
+        costs = [r["ms"][name] for r in rows if name in r.get("ms", {})]
+        if costs:
+            m["ms_per_field"] = float(np.mean(costs))
     per_day = [{"day": r["day"], **{f"{m}_rmse": round(r["metrics"][m]["rmse"], 5) for m in r["metrics"]}} for r in rows]
     report: dict[str, Any] = {
         "model_id": model_id, "period": [step_label(days[0]), step_label(days[-1])], "n_days": len(days),
         "data_range": data_range, "data_range_note": "PSNR/SSIM range in °C: truth max−min over the ocean and the period",
         "train_period": meta.get("train_period"), "val_period": meta.get("val_period"),
         "methods": methods, "per_day": per_day, "plots": {},
+        "baselines_fitted_on": meta.get("train_period"),
+        "baselines": baselines.describe() if isinstance(baselines, FittedBaselines) else {},
     }
     if plots_dir:
         report["plots"] = make_plots(config, Path(plots_dir), rows, model_id, seedings, raw)
@@ -118,7 +145,7 @@ def make_plots(config: SeedfieldConfig, out: Path, rows: list[dict[str, Any]], m
     engine, _ = engine_for(ModelRegistry(config.stores.registry), model_id,
                            config.infer.model_copy(update={"device": "cpu"}))
     hr = predict_days(engine, seedings, [day])[0]
-    truth, land, fields, s = reconstructions(day, seedings, raw, hr)
+    truth, land, fields, s, _ = reconstructions(day, seedings, raw, hr)
     params = {k: int(v) for k, v in seedings.attrs.items() if k in ("seeding_bin_size",)}
     lr_native = nearest_from_bins(s["lr_mean"], params["seeding_bin_size"])
     lat, lon = seedings.read_static("lat"), seedings.read_static("lon")

@@ -41,9 +41,14 @@ def load_engine(checkpoint: str, mtime: float, settings_json: str) -> tuple[Any,
     """The inference engine for a checkpoint, built once per process (keyed by file and mtime)."""
     from model.checkpoint import load_checkpoint
     from model.inference import InferenceEngine
+    from model.sensornet_fit import is_sensornet
+    from model.sensornet_fit import load_engine as load_sensornet_engine
 
     settings = InferSettings.model_validate_json(settings_json)
     device = resolve_device(settings.device)
+    if is_sensornet(checkpoint):  # reads the sensors on the native grid, not LR bin means
+        engine = load_sensornet_engine(checkpoint, device=str(device), batch_size=settings.batch_size)
+        return engine, {"architecture": "sensornet", **engine.cfg.model_dump(mode="json")}
     ckpt = load_checkpoint(checkpoint, map_location=device)
     engine = InferenceEngine(
         ckpt.generator, ckpt.norm, device=device, batch_size=settings.batch_size, tile=settings.tile,
@@ -73,7 +78,12 @@ _FORWARD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_pref
 def predict_days(
     engine: Any, seedings: StepStore, days: list[dt.date], lr: tuple[np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
-    """(T, H, W) physical-unit HR predictions for ``days`` from the stored LR inputs."""
+    """(T, H, W) physical-unit HR predictions for ``days`` from the stored LR inputs; for a
+    SensorNet, (T, ny, nx) native fields from the steps' (and their neighbours') sensors."""
+    if getattr(engine, "needs_sensors", False):
+        from flows.sensornet import predict_steps
+
+        return _FORWARD.submit(predict_steps, engine, seedings, days).result()
     lr_mean, lr_count = lr if lr is not None else read_lr(seedings, days)
     doy = np.array([d.timetuple().tm_yday for d in days])
     return _FORWARD.submit(engine.predict, lr_mean, lr_count, day_of_year=doy).result()
@@ -140,8 +150,10 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
     to_native = regridder(seedings.path, str(seedings.attrs.get("date_created", "")), hr_cell).to_native
     lr_mean, lr_count = read_lr(seedings, todo)
     hr = predict_days(engine, seedings, todo, (lr_mean, lr_count))
+    native_shape = (lr_mean.shape[1] * bin_size, lr_mean.shape[2] * bin_size)
     for i, (day, field) in enumerate(zip(todo, hr, strict=True)):
-        native = to_native(field)
+        # a SensorNet field is already native and land-masked; an HR field is regridded
+        native = field if field.shape == native_shape and hr_cell > 1 else to_native(field)
         qa_rmse, qa_bias = rebin_qa(native, lr_mean[i], lr_count[i], bin_size)
         out.write_step(day, {"sst": native, "qa_rebin_rmse": np.float32(qa_rmse), "qa_rebin_bias": np.float32(qa_bias)})
         out.commit(day, {"status": "ok", "model_id": model_id, "seedings": seedings.marker(day).get("raw_sha256"),

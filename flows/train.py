@@ -22,6 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from flows.config import SeedfieldConfig
 from flows.dask_runtime import dask_client
 from flows.prepare import stream_norm_stats
+from flows.sensornet import train_sensornet_task
 from flows.training_data import FreshSeedings, StoredSeedings
 from pipeline.normalisation import NormStats
 from pipeline.steps import step_label
@@ -149,18 +150,25 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
     train_days, val_days = split_days(days, config.split.val_fraction)
     logger.info("model %s: %d training days %s…%s, %d validation days %s…%s", model_id,
                 len(train_days), train_days[0], train_days[-1], len(val_days), val_days[0], val_days[-1])
-    with dask_client(config.dask):
-        norm = stream_norm_stats(config, store, train_days, seasonal=config.train.seasonal_norm)
+    norm = None
+    if config.train.architecture != "sensornet":  # SensorNet normalises by its own sensor context
+        with dask_client(config.dask):
+            norm = stream_norm_stats(config, store, train_days, seasonal=config.train.seasonal_norm)
     params = seeding_params(store)
     registry = ModelRegistry(config.stores.registry)
     workdir = registry.workdir(model_id)
-    result = train_task(config, model_id, train_days, val_days, norm, int(params["upsampling"]), str(workdir))
+    if config.train.architecture == "sensornet":
+        result = train_sensornet_task(config, model_id, train_days, val_days, str(workdir))
+    else:
+        result = train_task(config, model_id, train_days, val_days, norm, int(params["upsampling"]), str(workdir))
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "seedings_store": store.path, "raw_store": config.stores.raw,
         "seeding": params, "train_period": [step_label(train_days[0]), step_label(train_days[-1])],
         "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "n_train_days": len(train_days),
         "n_val_days": len(val_days), "train": config.train.model_dump(mode="json"),
+        **({"sensornet": config.sensornet.model_dump(mode="json"), "parameters": result["parameters"]}
+           if config.train.architecture == "sensornet" else {}),
         "kept_epoch": result["kept_epoch"], "train_seconds": round(result["seconds"], 1),
         "processes": result["processes"], "history": result["history"], "seedfield_version": code_version(),
     }

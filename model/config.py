@@ -6,13 +6,48 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ARCHITECTURES", "Architecture", "TrainConfig"]
+__all__ = ["ARCHITECTURES", "Architecture", "SensorNetConfig", "TrainConfig"]
 
 #: The architectures of the source papers, by the name the config uses (see :mod:`model.zoo`).
 Architecture = Literal[
     "raseedgan", "srresnet", "srgan", "edsr_baseline", "edsr", "mdsr", "esrgan", "autoencoder",
 ]
 ARCHITECTURES: tuple[str, ...] = Architecture.__args__  # type: ignore[attr-defined]
+#: Every network ``train.architecture`` can name: the zoo, and the position-aware SensorNet
+#: (:mod:`model.sensornet`), which reads the sensors on the native grid instead of bin means.
+Network = Literal[Architecture, "sensornet"]
+
+
+class SensorNetConfig(BaseModel):
+    """The position-aware network (``train.architecture = "sensornet"``), trained on sensors only.
+
+    Defaults were chosen on the ERA5 sample's validation hours (benchmarks/era5_sensornet.py,
+    docs/model.md), never on its test hours.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: Literal["causal", "centred"] = Field(
+        "causal", description="neighbouring steps seen: past only (daily operations) or past and future (backfills)"
+    )
+    window_steps: int = Field(3, ge=0, le=12, description="neighbouring steps on each side used")
+    features: int = Field(16, ge=4, description="U-Net width at full resolution")
+    depth: int = Field(2, ge=0, le=4, description="U-Net levels")
+    iterations: int = Field(300, ge=1, description="optimiser steps")
+    batch_size: int = Field(12, ge=1)
+    lr: float = Field(2e-3, gt=0, description="peak of the one-cycle learning rate (AdamW)")
+    withhold: tuple[float, float] = Field((0.2, 0.5), description="fraction of a step's sensors withheld, drawn in this range")
+    residual_groups: int = Field(4, ge=0, le=24, description="phase groups of the residual climatology (day or year)")
+    context_steps: int = Field(600, ge=1, description="training steps (evenly spread) the residual climatology is built from")
+    val_every: int = Field(50, ge=1, description="iterations between validation scores at withheld sensors")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _withhold_range(self) -> SensorNetConfig:
+        lo, hi = self.withhold
+        if not 0 < lo <= hi < 1:
+            raise ValueError(f"sensornet.withhold must be [low, high] with 0 < low <= high < 1, got {list(self.withhold)}")
+        return self
 
 
 class TrainConfig(BaseModel):
@@ -27,7 +62,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    architecture: Architecture = "raseedgan"
+    architecture: Network = "raseedgan"
 
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(8, ge=1, description="per process under DDP")

@@ -110,3 +110,13 @@ def read_norm_stats(store: StepStore) -> dict[str, np.ndarray]:
     if "norm_period_start" not in store.attrs:
         raise KeyError(f"{store.path}: no normalisation statistics yet; run `seedfield prepare` first")
     return {name: store.read_static(name) for name in NORM_VARIABLES}
+
+
+def read_sensors(store: StepStore, steps: Sequence[dt.date]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each step's sensors as ``(flat native index int64, value float32)``, padding dropped."""
+    out = []
+    for step in steps:
+        s = store.read_step(step, ["sensor_index", "sensor_value"])
+        keep = s["sensor_index"] >= 0
+        out.append((s["sensor_index"][keep].astype("int64"), s["sensor_value"][keep]))
+    return out

@@ -99,10 +99,14 @@ def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
     a, b = START + dt.timedelta(days=18), START + dt.timedelta(days=N_DAYS - 1)
     report = evaluate_flow(cfg, a, b, str(tmp_path / "m.json"), plots_dir=str(tmp_path / "plots"))
     saved = json.loads((tmp_path / "m.json").read_text())
-    assert set(saved["methods"]) >= {"model", "cubic", "linear", "bicubic_lr"}
+    # the baselines a scientist expects, fitted on the model's training sensors only
+    assert set(saved["methods"]) >= {"model", "cubic", "linear", "nearest", "bicubic_lr", "kriging",
+                                     "cubic_anomaly", "dineof"}
+    assert saved["baselines_fitted_on"] == [str(START), str(START + dt.timedelta(days=12))]
+    assert saved["baselines"]["variogram"]["len_scale_cells"] > 0 and saved["baselines"]["dineof"]["n_eofs"] >= 1
     for m in saved["methods"].values():
-        assert set(m) == {"rmse", "mae", "bias", "psnr", "ssim", "hfen"}
-        assert np.isfinite(list(m.values())).all()
+        assert set(m) == {"rmse", "mae", "bias", "psnr", "ssim", "hfen", "ms_per_field"}
+        assert np.isfinite(list(m.values())).all() and m["ms_per_field"] > 0
     # cubic of exact sensors beats the 2°-bin field itself on this smooth field
     assert saved["methods"]["cubic"]["rmse"] < saved["methods"]["lr_bins"]["rmse"]
     assert (tmp_path / "plots" / "spectra.png").stat().st_size > 10_000

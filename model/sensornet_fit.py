@@ -1,0 +1,220 @@
+"""Train and run :class:`~model.sensornet.SensorNet` on sequences of sensor lists (no full field).
+
+A :class:`SensorSequence` is what the flows hand over: consecutive steps of the store's time
+axis (gaps are steps without sensors), each step's sensors ``(flat native index, value)`` and
+its phase in the cycle. :func:`fit_sensornet` trains self-supervised — at every sample a random
+part of the centre step's sensors is withheld from every input channel and the loss is taken at
+the withheld cells only — and scores the validation steps the same way (the RMSE at withheld
+real sensors, in the field's units), keeping the weights of the best validation score.
+:class:`SensorNetEngine` reconstructs steps with every sensor as input.
+
+The input of one step (:func:`model.sensornet.build_input`): the centre step's channels, the
+same channels of the ``window_steps`` neighbouring steps on each side (past only for a causal
+window), the sensors' value climatology and the statics of :class:`pipeline.sensor_context.
+SensorContext` (residual climatologies, land, phase).  A neighbour outside the sequence or
+without sensors enters as "nothing known": mask 0, value 0, its base equal to the centre's.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.config import SensorNetConfig
+from model.sensornet import SensorNet, build_input, input_channels, masked_loss, withhold
+from pipeline.sensor_context import SensorContext
+
+__all__ = ["SensorNetEngine", "SensorSequence", "fit_sensornet", "load_engine", "save"]
+
+FORMAT = "seedfield-sensornet-1"
+
+
+@dataclass
+class SensorSequence:
+    """Consecutive steps: ``sensors[t] = (index int64, value float32)`` (empty for a gap)."""
+
+    sensors: list[tuple[np.ndarray, np.ndarray]]
+    phases: np.ndarray
+    labels: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+
+def offsets(window: str, k: int) -> list[int]:
+    past = list(range(-k, 0))
+    return past if window == "causal" else past + list(range(1, k + 1))
+
+
+class _Channels:
+    """Per-step normalised channels of a sequence, computed on demand and kept (LRU)."""
+
+    def __init__(self, seq: SensorSequence, ctx: SensorContext, size: int = 1024) -> None:
+        self.seq, self.ctx, self.size = seq, ctx, size
+        self.cache: OrderedDict[int, np.ndarray | None] = OrderedDict()
+
+    def __call__(self, t: int) -> np.ndarray | None:
+        if not 0 <= t < len(self.seq):
+            return None
+        if t in self.cache:
+            self.cache.move_to_end(t)
+            return self.cache[t]
+        index, value = self.seq.sensors[t]
+        out = None if np.asarray(index).size == 0 else self.ctx.channels(index, value)
+        self.cache[t] = out
+        if len(self.cache) > self.size:
+            self.cache.popitem(last=False)
+        return out
+
+
+def _assemble(centre: np.ndarray, t: int, chans: _Channels, offs: list[int], ctx: SensorContext) -> np.ndarray:
+    neighbours = []
+    for d in offs:
+        n = chans(t + d)
+        if n is None:  # nothing known there: its base is the centre's, so every relative channel is 0
+            n = np.stack([np.zeros_like(centre[0]), np.zeros_like(centre[0]), centre[2],
+                          np.full_like(centre[0], max(ctx.shape))])
+        neighbours.append(n)
+    static, extra = ctx.statics(float(chans.seq.phases[t]))
+    return build_input(centre, np.stack(neighbours) if neighbours else np.empty((0, *centre.shape)), static, extra)
+
+
+def _sample(t: int, chans: _Channels, offs: list[int], ctx: SensorContext, fraction: float,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One self-supervised sample: centre channels from the kept sensors only; target and weight
+    at the withheld cells only."""
+    index, value = chans.seq.sensors[t]
+    ki, kv, hi, hv = withhold(index, value, fraction, rng)
+    x = _assemble(ctx.channels(ki, kv), t, chans, offs, ctx)
+    target = np.zeros(ctx.shape[0] * ctx.shape[1], np.float32)
+    weight = np.zeros_like(target)
+    target[hi] = ctx.normalise(hv)
+    weight[hi] = 1.0
+    return x, target.reshape(ctx.shape), weight.reshape(ctx.shape)
+
+
+def _batch(ts: Sequence[int], chans: _Channels, offs: list[int], ctx: SensorContext, cfg: SensorNetConfig,
+           rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs, ys, ws = zip(*(_sample(int(t), chans, offs, ctx, rng.uniform(*cfg.withhold), rng) for t in ts), strict=True)
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), torch.from_numpy(np.stack(ws))
+
+
+def fit_sensornet(
+    seq: SensorSequence, train: Sequence[int], val: Sequence[int], ctx: SensorContext, cfg: SensorNetConfig,
+    device: str = "cpu", on_progress: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[SensorNet, list[dict[str, float]]]:
+    """Train on the centre steps ``train`` (positions in ``seq``), score ``val`` every
+    ``cfg.val_every`` iterations at withheld sensors; returns the best-scoring net and the curve.
+    Only sensor lists are read: a step's cells without sensors are never looked at."""
+    usable = [t for t in train if np.asarray(seq.sensors[t][0]).size >= 4]
+    if not usable:
+        raise ValueError("no training step has the 4 sensors needed to withhold some")
+    offs = offsets(cfg.window, cfg.window_steps)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    chans = _Channels(seq, ctx)
+    net = SensorNet(input_channels(len(offs), 1, 5), features=cfg.features, depth=cfg.depth).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
+    val_ts = [t for t in val if np.asarray(seq.sensors[t][0]).size >= 4][:64]
+    val_rng = np.random.default_rng(cfg.seed + 7)  # the same withheld sensors at every score
+    val_batch = _batch(val_ts, chans, offs, ctx, cfg, val_rng) if val_ts else None
+    best, best_state, history, running, t0 = float("inf"), None, [], 0.0, time.perf_counter()
+    for it in range(1, cfg.iterations + 1):
+        net.train()
+        x, y, w = (a.to(device) for a in _batch(rng.choice(usable, cfg.batch_size), chans, offs, ctx, cfg, rng))
+        loss = masked_loss(net(x), y, w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = loss.item() if it == 1 else 0.9 * running + 0.1 * loss.item()
+        if it % cfg.val_every == 0 or it == cfg.iterations:
+            rec = {"iteration": it, "train_rmse": float(np.sqrt(running)) * ctx.std,
+                   "seconds": time.perf_counter() - t0}
+            if val_batch is not None:
+                net.eval()
+                with torch.no_grad():
+                    vx, vy, vw = (a.to(device) for a in val_batch)
+                    rec["val_rmse"] = float(masked_loss(net(vx), vy, vw).sqrt()) * ctx.std
+                if rec["val_rmse"] < best:
+                    best, best_state = rec["val_rmse"], copy.deepcopy(net.state_dict())
+            history.append(rec)
+            if on_progress:
+                on_progress(rec)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return net.eval().cpu(), history
+
+
+def save(path: str | Path, net: SensorNet, ctx: SensorContext, cfg: SensorNetConfig, meta: dict[str, Any]) -> None:
+    """One self-contained file: weights, constructor args, context arrays, settings, meta."""
+    torch.save({
+        "format": FORMAT, "args": net.constructor_args(), "state_dict": net.state_dict(),
+        "context": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ctx.to_arrays().items()},
+        "settings": cfg.model_dump(mode="json"), "meta": dict(meta),
+    }, Path(path))
+
+
+def is_sensornet(path: str | Path) -> bool:
+    """True for a file written by :func:`save` (cheap: reads the pickle's top level)."""
+    try:
+        raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(raw, dict) and raw.get("format") == FORMAT
+
+
+class SensorNetEngine:
+    """Reconstructs steps of a sequence with every sensor as input (float32 °C, land NaN)."""
+
+    needs_sensors = True
+
+    def __init__(self, net: SensorNet, ctx: SensorContext, cfg: SensorNetConfig, meta: dict[str, Any],
+                 device: str = "cpu", batch_size: int = 8) -> None:
+        self.net, self.ctx, self.cfg, self.meta = net.to(device).eval(), ctx, cfg, meta
+        self.device, self.batch_size = device, batch_size
+        self.offsets = offsets(cfg.window, cfg.window_steps)
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        """Steps needed before and after each target step."""
+        return (max(0, -min(self.offsets, default=0)), max(0, max(self.offsets, default=0)))
+
+    def predict(self, seq: SensorSequence, targets: Sequence[int]) -> np.ndarray:
+        """(len(targets), ny, nx) fields for the positions ``targets`` of ``seq``."""
+        chans = _Channels(seq, self.ctx)
+        out = np.full((len(targets), *self.ctx.shape), np.nan, np.float32)
+        for start in range(0, len(targets), self.batch_size):
+            part = list(targets[start : start + self.batch_size])
+            xs, ok = [], []
+            for j, t in enumerate(part):
+                centre = chans(t)
+                if centre is not None:
+                    xs.append(_assemble(centre, t, chans, self.offsets, self.ctx))
+                    ok.append(start + j)
+            if not xs:
+                continue
+            with torch.no_grad():
+                y = self.net(torch.from_numpy(np.stack(xs)).to(self.device))[:, 0].float().cpu().numpy()
+            out[ok] = y * self.ctx.std + self.ctx.mean
+        out[:, self.ctx.land] = np.nan
+        return out
+
+
+def load_engine(path: str | Path, device: str = "cpu", batch_size: int = 8) -> SensorNetEngine:
+    raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if raw.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a SensorNet checkpoint")
+    net = SensorNet(**raw["args"])
+    net.load_state_dict(raw["state_dict"])
+    ctx = SensorContext.from_arrays({k: v.numpy() for k, v in raw["context"].items()})
+    return SensorNetEngine(net, ctx, SensorNetConfig.model_validate(raw["settings"]), raw["meta"], device, batch_size)

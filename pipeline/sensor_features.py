@@ -1,0 +1,233 @@
+"""Per-step input channels on the native grid, built from a step's sensors alone (DESIGN §3b).
+
+A position-aware reconstruction network (``model.sensornet``) sees, for every time step, the
+sensors at their exact cells instead of LR bin means. This module builds those channels with
+numpy/scipy only, from ``(index, value, shape)``: flat row-major sensor indices into the native
+grid, their values and the grid shape. Nothing here ever reads a full field.
+
+Channels of one step (:func:`step_channels`, order :data:`STEP_CHANNELS`):
+
+* ``value``  — the sensor value at its cell, 0 elsewhere;
+* ``mask``   — 1 at sensor cells, 0 elsewhere;
+* ``base``   — a cheap interpolant of the sensors (linear on the Delaunay triangulation with
+  nearest fill outside the hull, or nearest/Voronoi), exact at every sensor;
+* ``dist``   — Euclidean distance (in cells) to the nearest sensor, 0 at sensors.
+
+:class:`SensorClimatology` gathers the sensors of many steps into a dense static field: a
+streaming per-cell sum and count, optionally split into groups (hour of day, calendar month),
+finalised into means with never-sensed cells filled from the nearest sensed cell.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from scipy import ndimage
+
+from pipeline.baselines import fill_nearest, interpolate_scattered
+
+__all__ = [
+    "STEP_CHANNELS",
+    "BaseMethod",
+    "SensorClimatology",
+    "base_interpolant",
+    "distance_to_sensors",
+    "holdout_residuals",
+    "sensor_mask",
+    "sparse_values",
+    "step_channels",
+]
+
+BaseMethod = Literal["linear", "nearest"]
+
+#: Channel order of :func:`step_channels`.
+STEP_CHANNELS: tuple[str, ...] = ("value", "mask", "base", "dist")
+
+
+def _check(index: np.ndarray, value: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Validated int64 flat indices (1-D, in range, unique)."""
+    index = np.asarray(index, dtype=np.int64).ravel()
+    ny, nx = (int(s) for s in shape)
+    if value is not None and np.asarray(value).size != index.size:
+        raise ValueError(f"index ({index.size}) and value ({np.asarray(value).size}) differ in length")
+    if index.size and (index.min() < 0 or index.max() >= ny * nx):
+        raise ValueError(f"sensor index out of range for shape {shape}")
+    if np.unique(index).size != index.size:
+        raise ValueError("sensor indices must be unique")
+    return index
+
+
+def sparse_values(index: np.ndarray, value: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """float32 (ny, nx): each sensor's value at its cell, 0 elsewhere."""
+    index = _check(index, value, shape)
+    out = np.zeros(int(shape[0]) * int(shape[1]), dtype=np.float32)
+    out[index] = np.asarray(value, dtype=np.float32).ravel()
+    return out.reshape(shape)
+
+
+def sensor_mask(index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """float32 (ny, nx): 1 at sensor cells, 0 elsewhere."""
+    index = _check(index, None, shape)
+    out = np.zeros(int(shape[0]) * int(shape[1]), dtype=np.float32)
+    out[index] = 1.0
+    return out.reshape(shape)
+
+
+def distance_to_sensors(index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """float32 (ny, nx): Euclidean distance in cells to the nearest sensor (0 at sensors).
+
+    Raises ValueError when there is no sensor.
+    """
+    index = _check(index, None, shape)
+    if index.size == 0:
+        raise ValueError("no sensors: distance undefined")
+    empty = sensor_mask(index, shape) == 0
+    return ndimage.distance_transform_edt(empty).astype(np.float32)
+
+
+def base_interpolant(
+    index: np.ndarray,
+    value: np.ndarray,
+    shape: tuple[int, int],
+    method: BaseMethod = "linear",
+) -> np.ndarray:
+    """float32 (ny, nx): cheap interpolant of the sensors, exact at every sensor cell.
+
+    ``"linear"``: barycentric on the Delaunay triangulation, nearest sensor outside the convex
+    hull (:func:`pipeline.baselines.interpolate_scattered`); ``"nearest"``: Voronoi field.
+    Fewer than 3 sensors fall back to nearest.
+    """
+    index = _check(index, value, shape)
+    if index.size == 0:
+        raise ValueError("no sensors to interpolate")
+    if method not in ("linear", "nearest"):
+        raise ValueError(f"unknown base method {method!r}; use 'linear' or 'nearest'")
+    if method == "nearest" or index.size < 3:
+        field = np.full(int(shape[0]) * int(shape[1]), np.nan, dtype=np.float32)
+        field[index] = np.asarray(value, dtype=np.float32).ravel()
+        return fill_nearest(field.reshape(shape))
+    return interpolate_scattered(index, value, shape, "linear")
+
+
+def step_channels(
+    index: np.ndarray,
+    value: np.ndarray,
+    shape: tuple[int, int],
+    method: BaseMethod = "linear",
+) -> np.ndarray:
+    """The channels of one step, float32 (4, ny, nx) in the order :data:`STEP_CHANNELS`.
+
+    Args:
+        index: int (n,), flat row-major sensor indices, unique.
+        value: float (n,), sensor values (any units; normalise them first if wanted).
+        shape: ``(ny, nx)`` of the native grid.
+        method: base interpolant, ``"linear"`` or ``"nearest"``.
+    """
+    return np.stack(
+        [
+            sparse_values(index, value, shape),
+            sensor_mask(index, shape),
+            base_interpolant(index, value, shape, method),
+            distance_to_sensors(index, shape),
+        ]
+    )
+
+
+def holdout_residuals(
+    index: np.ndarray,
+    value: np.ndarray,
+    shape: tuple[int, int],
+    n_folds: int,
+    rng: np.random.Generator,
+    method: BaseMethod = "linear",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-validated interpolation residuals of one step's sensors.
+
+    The sensors are split at random into ``n_folds`` folds; each fold is predicted by
+    :func:`base_interpolant` from the other folds. The residual ``value − prediction`` at a
+    sensor is the fine-scale part its neighbours cannot explain (orography, coasts); averaged
+    over many steps in a :class:`SensorClimatology` it becomes a dense map of that structure,
+    largely free of the day-to-day weather that dominates a plain mean of the values.
+
+    Returns:
+        ``(index, residual)`` for every sensor (float32 residuals, same order as ``index``).
+    """
+    index = _check(index, value, shape)
+    value = np.asarray(value, dtype=np.float64).ravel()
+    if n_folds < 2 or index.size < 2 * n_folds + 3:
+        raise ValueError(f"need n_folds >= 2 and enough sensors, got {n_folds} folds, {index.size} sensors")
+    fold = rng.permutation(index.size) % n_folds
+    resid = np.empty(index.size, dtype=np.float64)
+    for k in range(n_folds):
+        out = fold == k
+        pred = base_interpolant(index[~out], value[~out], shape, method).ravel()
+        resid[out] = value[out] - pred[index[out]]
+    return index, resid.astype(np.float32)
+
+
+class SensorClimatology:
+    """Streaming per-cell mean of sensor values, optionally per group (hour of day, month).
+
+    Only sensors are ever added, so the climatology is available without any full field. Use
+    ``n_groups=24`` with ``group = hour`` for a diurnal climatology, ``n_groups=12`` for
+    months. :meth:`finalize` returns dense means: a group's cell with fewer than ``min_count``
+    observations is shrunk towards the all-group mean of that cell with weight ``shrink``
+    (pseudo-observations), and cells never sensed at all are filled from the nearest sensed
+    cell.
+
+    Args:
+        shape: ``(ny, nx)`` of the native grid.
+        n_groups: number of groups (1: a single climatology).
+    """
+
+    def __init__(self, shape: tuple[int, int], n_groups: int = 1) -> None:
+        if n_groups < 1:
+            raise ValueError(f"n_groups must be >= 1, got {n_groups}")
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.n_groups = int(n_groups)
+        size = self.shape[0] * self.shape[1]
+        self.sum = np.zeros((self.n_groups, size), dtype=np.float64)
+        self.count = np.zeros((self.n_groups, size), dtype=np.int64)
+
+    def add(self, index: np.ndarray, value: np.ndarray, group: int = 0) -> None:
+        """Accumulate one step's sensors into ``group``. Non-finite values are ignored."""
+        if not 0 <= int(group) < self.n_groups:
+            raise ValueError(f"group {group} outside [0, {self.n_groups})")
+        index = _check(index, value, self.shape)
+        value = np.asarray(value, dtype=np.float64).ravel()
+        ok = np.isfinite(value)
+        np.add.at(self.sum[int(group)], index[ok], value[ok])
+        np.add.at(self.count[int(group)], index[ok], 1)
+
+    def mean(self) -> np.ndarray:
+        """float32 (ny, nx): all-group per-cell mean, never-sensed cells filled by nearest."""
+        total = self.count.sum(axis=0)
+        if not total.any():
+            raise ValueError("climatology is empty: no sensor was added")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.where(total > 0, self.sum.sum(axis=0) / total, np.nan)
+        return fill_nearest(m.reshape(self.shape).astype(np.float32))
+
+    def finalize(self, shrink: float = 0.0) -> np.ndarray:
+        """float32 (n_groups, ny, nx): dense per-group means.
+
+        Args:
+            shrink: pseudo-count of the all-group mean added to every group's cell
+                (``(sum + shrink·m) / (count + shrink)``); 0 keeps raw group means, with cells
+                unsensed in a group filled by nearest within that group.
+        """
+        overall = self.mean().reshape(-1).astype(np.float64)
+        out = np.empty((self.n_groups, *self.shape), dtype=np.float32)
+        for g in range(self.n_groups):
+            s, c = self.sum[g], self.count[g]
+            if shrink > 0:
+                m = (s + shrink * overall) / (c + shrink)
+                out[g] = m.reshape(self.shape)
+            elif c.any():
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    m = np.where(c > 0, s / np.maximum(c, 1), np.nan)
+                out[g] = fill_nearest(m.reshape(self.shape).astype(np.float32))
+            else:
+                out[g] = overall.reshape(self.shape)
+        return out
