@@ -191,10 +191,10 @@ def train(
     model_id: Annotated[str | None, typer.Option("--model-id", help="id in the registry (default: timestamped)")] = None,
     registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
     processes: Annotated[int | None, typer.Option(help="DDP processes via torchrun (0 = one per GPU)")] = None,
-    architecture: Annotated[str | None, typer.Option(help="raseedgan | srresnet | srgan | edsr_baseline | edsr | mdsr | esrgan | autoencoder")] = None,
+    architecture: Annotated[str | None, typer.Option(help="sensornet (recommended) | raseedgan | srresnet | srgan | edsr_baseline | edsr | mdsr | esrgan | autoencoder")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Train a model (RaSeedGAN unless --architecture) on the prepared days from --start to --end
+    """Train a model (the [train] architecture: RaSeedGAN by default, SensorNet in the demo) on the prepared days from --start to --end
     (the last 20 % validate) and publish it."""
     from flows.train import train_flow
 

@@ -32,6 +32,7 @@ from flows.evaluate_job import score_days
 from flows.infer import engine_for, predict_days, read_lr, resolve_device
 from flows.prepare import stream_norm_stats
 from flows.progress import RunProgress
+from flows.sensornet import train_sensornet_task
 from flows.train import ensure_gpu_limit, split_days, train_task
 from pipeline.steps import step_label
 from storage.cf import code_version
@@ -236,8 +237,12 @@ def _train_and_score(
 
     workdir = registry.workdir(model_id)
     try:
-        result = train_task.with_options(task_run_name=f"train-{model_id}")(
-            cfg, model_id, train_days, val_days, norm, upsampling, str(workdir))
+        if name == "sensornet":  # sensors at their cells; its own budget ([sensornet] iterations)
+            result = train_sensornet_task.with_options(task_run_name=f"train-{model_id}")(
+                cfg, model_id, train_days, val_days, str(workdir))
+        else:
+            result = train_task.with_options(task_run_name=f"train-{model_id}")(
+                cfg, model_id, train_days, val_days, norm, upsampling, str(workdir))
     except BaseException:
         if not cfg.compare.keep_checkpoints:
             registry.discard_unpublished(model_id)
@@ -257,11 +262,13 @@ def _train_and_score(
     engine, _ = engine_for(registry, model_id, infer_settings)
     hr, ms = time_inference(engine, seedings, test_days)
     metrics = mean_metrics(score_days(test_days, seedings, raw, hr, data_range, baselines=False), "model")
-    seconds = [h["seconds"] for h in result["history"]]
+    # SensorNet's history is per validation score (cumulative seconds): its whole run is one "epoch"
+    seconds = [result["seconds"]] if name == "sensornet" else [h["seconds"] for h in result["history"]]
     logger.info("compare: %s trained in %.0f s (kept epoch %s), %.1f ms/field, RMSE %.4f", name,
                 result["seconds"], result["kept_epoch"], ms, metrics["rmse"])
     return {
-        "model_id": model_id, "parameters": count_parameters(engine.generator),
+        "model_id": model_id,
+        "parameters": result.get("parameters") or count_parameters(engine.generator),
         "seconds_per_epoch": float(np.mean(seconds)), "infer_ms_per_field": ms,
         "kept_epoch": result["kept_epoch"], **metrics,
     }

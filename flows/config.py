@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from model.config import ARCHITECTURES, Architecture, SensorNetConfig, TrainConfig
+from model.config import ARCHITECTURES, Network, SensorNetConfig, TrainConfig
 from pipeline.errors import SeedfieldError
 from pipeline.seeding import SeedingParams
 from pipeline.steps import Cadence
@@ -119,7 +119,7 @@ class EvaluateSettings(_Section):
 class CompareSettings(_Section):
     """`seedfield compare`: every architecture trained on the same seedings with the same budget."""
 
-    architectures: list[Architecture] = Field(default_factory=lambda: list(ARCHITECTURES))
+    architectures: list[Network] = Field(default_factory=lambda: ["sensornet", *ARCHITECTURES])
     epochs: int = Field(4, ge=1, description="epochs for every architecture")
     pretrain_epochs: int = Field(2, ge=0, description="pixel-loss-only epochs first (GANs; ESRGAN's PSNR model)")
     max_batches_per_epoch: int | None = Field(25, ge=1, description="batches per epoch (None = all days)")

@@ -6,7 +6,7 @@ Timeline (a North-Atlantic crop, 128 × 256 cells at 0.25°):
   archive 2010-01-01 … 2017-12-31 → ingest and prepare all but the last day
   → train on 2010 … 2016 (the last 20 % validate) → backfill 2017-07-01 … 2017-12-30
   → the daily flow for 2017-12-31 (ingests, prepares, infers it) → evaluate 2017-07 … 2017-12
-  against cubic, linear and bicubic-of-bins interpolation.
+  against cubic, linear, nearest, kriging, sensor-climatology anomalies, DINEOF and the LR bins.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def run_demo(out: Path, console: Console | None = None) -> dict[str, str]:
     ingest_flow(cfg, FIRST, LAST - step, report=str(out / "ingest-report.json"), progress_bar=True)
     stage("3/7 prepare: random sensors, LR bins, HR sparse targets, statistics")
     prepare_flow(cfg, FIRST, LAST - step, report=str(out / "prepare-report.json"), progress_bar=True)
-    stage(f"4/7 train RaSeedGAN on {TRAIN[0]} … {TRAIN[1]}")
+    stage(f"4/7 train {cfg.train.architecture} on {TRAIN[0]} … {TRAIN[1]}")
     model = train_flow(cfg, TRAIN[0], TRAIN[1], model_id="demo")
     stage(f"5/7 backfill {TEST[0]} … {LAST - step}")
     backfill_flow(cfg, TEST[0], LAST - step, chunk_days=92)
