@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/era5_baselines.py [--data PATH] [--family stable] [--blas-threads 1]
 
-Data: ``shared/data/era5_t2m_uk_2019-03-01_to_20_hourly.nc`` (480 hourly steps), °C, latitude
+Data: ``pipeline/data/era5_t2m_uk_2019-03-01_to_20_hourly.nc`` (480 hourly steps), °C, latitude
 flipped to ascending, trimmed to 32×48. Sensors: 10 per 8×8 bin per hour (240 of 1536 cells),
 drawn as :func:`pipeline.seeding.seed_sensors` draws them (uniform without replacement, sorted)
 from ``default_rng(SeedSequence([0, hour_index]))``. Everything that is fitted (variogram, EOFs,
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-_ap.add_argument("--data", default=None, help="ERA5 file (default: ../shared/data/...)")
+_ap.add_argument("--data", default=None, help="ERA5 file (default: the bundled pipeline/data/ copy)")
 _ap.add_argument("--family", default="stable", help="variogram family for kriging")
 _ap.add_argument("--blas-threads", default="1")
 ARGS = _ap.parse_args()
@@ -72,7 +72,7 @@ def draw_sensors(
 
 
 def main() -> None:
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / FILE
+    default = Path(__file__).resolve().parents[1] / "pipeline" / "data" / FILE
     fields = load(Path(ARGS.data) if ARGS.data else default)
     shape = fields.shape[1:]
     params = SeedingParams(sensors_per_bin=10, bin_size=8, upsampling=8)

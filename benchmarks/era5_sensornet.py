@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATA = Path("/work/shared/data/era5_t2m_uk_2019-03-01_to_20_hourly.nc")
+DATA = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "era5_t2m_uk_2019-03-01_to_20_hourly.nc"
 SensorList = list[tuple[np.ndarray, np.ndarray]]
 
 

@@ -100,6 +100,9 @@ class InferSettings(_Section):
     overlap: int = Field(12, ge=0, description="context around each tile, LR cells (≥ 12 keeps seams below 1e-2 of the output std)")
     device: str = Field("auto", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
     days_per_task: int = Field(16, ge=1)
+    cv_fraction: float = Field(
+        0.2, gt=0, lt=1, description="sensors withheld per step for the daily QA's cross-validated scores"
+    )
     self_ensemble: bool = Field(
         False, description="average over the 8 flips/transposes (8× compute; flips break geography)"
     )
@@ -140,6 +143,19 @@ class CompareSettings(_Section):
 
 class SeedfieldConfig(_Section):
     """The whole configuration."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recommended_network(cls, data: Any) -> Any:
+        """``train.architecture`` defaults to the recommended SensorNet (docs/model.md); the
+        zoo's own TrainConfig keeps RaSeedGAN, the reference, as its default."""
+        if isinstance(data, dict):
+            train = data.get("train")
+            if train is None:
+                data = {**data, "train": {"architecture": "sensornet"}}
+            elif isinstance(train, dict) and "architecture" not in train:
+                data = {**data, "train": {**train, "architecture": "sensornet"}}
+        return data
 
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

@@ -91,6 +91,8 @@ def _qa_rows(rows: list[dict[str, Any]], raw: StepStore, qa_threshold: float | N
         table.append({
             "day": r["day"], "status": r["status"], "qa_rebin_rmse": rmse,
             "qa_rebin_bias": r.get("qa_rebin_bias"), "qa": qa,
+            # scores at withheld real sensors (no truth needed): the model's and cubic's
+            "qa_cv_model_rmse": r.get("qa_cv_model_rmse"), "qa_cv_cubic_rmse": r.get("qa_cv_cubic_rmse"),
             "source": str(m.get("source", "")).rsplit("/", 1)[-1],
             "preliminary": bool(m.get("preliminary", False)), "message": r.get("message", ""),
         })
@@ -152,7 +154,7 @@ def run_daily(
         if targets:
             lo, hi = targets[0], targets[-1]
             prepare_flow(cfg, lo, hi)
-            inferred = infer_flow(cfg, lo, hi, model_id, qa_threshold=qa_threshold)
+            inferred = infer_flow(cfg, lo, hi, model_id, qa_threshold=qa_threshold, cross_validate=True)
             wanted = {step_label(d) for d in targets}
             rows = [r for r in inferred["days"] if r["day"] in wanted]
     for step in raw.steps_between(day, day) if StepStore.exists(raw.path, opts) else cadence.steps(day, day):

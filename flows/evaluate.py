@@ -123,7 +123,7 @@ def evaluate_flow(
         "baselines": baselines.describe() if isinstance(baselines, FittedBaselines) else {},
     }
     if plots_dir:
-        report["plots"] = make_plots(config, Path(plots_dir), rows, model_id, seedings, raw)
+        report["plots"] = make_plots(config, Path(plots_dir), rows, model_id, seedings, raw, baselines)
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(json.dumps(report, indent=1))
     table = [{"method": n, **{k: round(v, 4) for k, v in m.items()}} for n, m in methods.items()]
@@ -139,18 +139,18 @@ def evaluate_flow(
 
 
 def make_plots(config: SeedfieldConfig, out: Path, rows: list[dict[str, Any]], model_id: str,
-               seedings: StepStore, raw: StepStore) -> dict[str, str]:
+               seedings: StepStore, raw: StepStore, baselines: FittedBaselines | bool = True) -> dict[str, str]:
     """Maps for one day (config evaluate.plot_day, else the first) and the mean spectra."""
     day = parse_step(config.evaluate.plot_day or rows[0]["day"])
     engine, _ = engine_for(ModelRegistry(config.stores.registry), model_id,
                            config.infer.model_copy(update={"device": "cpu"}))
     hr = predict_days(engine, seedings, [day])[0]
-    truth, land, fields, s, _ = reconstructions(day, seedings, raw, hr)
+    truth, land, fields, s, _ = reconstructions(day, seedings, raw, hr, baselines)
     params = {k: int(v) for k, v in seedings.attrs.items() if k in ("seeding_bin_size",)}
     lr_native = nearest_from_bins(s["lr_mean"], params["seeding_bin_size"])
     lat, lon = seedings.read_static("lat"), seedings.read_static("lon")
-    shown = {k: fields[k] for k in ("model", "cubic") if k in fields}
-    maps = comparison_maps(out / f"maps-{step_label(day)}.png", f"{step_label(day)}: truth, sensors, LR bins, model ({model_id}), cubic",
+    shown = {k: fields[k] for k in ("model", "cubic", "kriging") if k in fields}
+    maps = comparison_maps(out / f"maps-{step_label(day)}.png", f"{step_label(day)}: truth, sensors, LR bins, model ({model_id}), cubic, kriging",
                            lat, lon, truth, shown, (s["sensor_index"], s["sensor_value"]), lr_native, land)
     k = np.asarray(rows[0]["wavenumber"])
     spectra = {name: (k, np.mean([np.asarray(r["spectra"][name]) for r in rows], axis=0))

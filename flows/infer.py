@@ -126,8 +126,10 @@ def open_or_create_output(config: SeedfieldConfig, seedings: StepStore, days: li
 
 
 @task(name="infer-days", task_run_name="{label}", cache_policy=NONE, retries=1, retry_delay_seconds=5)
-def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: list[dt.date], force: bool) -> list[dict[str, Any]]:
-    """Predict, regrid, mask, QA and write a chunk of days; one result per day."""
+def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: list[dt.date], force: bool,
+                    cross_validate: bool = False) -> list[dict[str, Any]]:
+    """Predict, regrid, mask, QA and write a chunk of days; one result per day. With
+    ``cross_validate``, also score the model and cubic at withheld real sensors (no truth needed)."""
     opts = config.stores.storage_options or None
     seedings = StepStore(config.stores.seedings, opts)
     out = StepStore(config.stores.output, opts)
@@ -150,15 +152,21 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
     to_native = regridder(seedings.path, str(seedings.attrs.get("date_created", "")), hr_cell).to_native
     lr_mean, lr_count = read_lr(seedings, todo)
     hr = predict_days(engine, seedings, todo, (lr_mean, lr_count))
+    cv: dict[dt.date, dict[str, float]] = {}
+    if cross_validate:
+        from flows.sensornet import withheld_scores
+
+        cv = _FORWARD.submit(withheld_scores, engine, seedings, todo, config.infer.cv_fraction).result()
     native_shape = (lr_mean.shape[1] * bin_size, lr_mean.shape[2] * bin_size)
     for i, (day, field) in enumerate(zip(todo, hr, strict=True)):
         # a SensorNet field is already native and land-masked; an HR field is regridded
         native = field if field.shape == native_shape and hr_cell > 1 else to_native(field)
         qa_rmse, qa_bias = rebin_qa(native, lr_mean[i], lr_count[i], bin_size)
         out.write_step(day, {"sst": native, "qa_rebin_rmse": np.float32(qa_rmse), "qa_rebin_bias": np.float32(qa_bias)})
-        out.commit(day, {"status": "ok", "model_id": model_id, "seedings": seedings.marker(day).get("raw_sha256"),
-                         "qa_rebin_rmse": round(qa_rmse, 5), "qa_rebin_bias": round(qa_bias, 5)})
-        results.append({"day": step_label(day), "status": "ok", "qa_rebin_rmse": round(qa_rmse, 5), "qa_rebin_bias": round(qa_bias, 5)})
+        qa = {"qa_rebin_rmse": round(qa_rmse, 5), "qa_rebin_bias": round(qa_bias, 5),
+              **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in cv.get(day, {}).items()}}
+        out.commit(day, {"status": "ok", "model_id": model_id, "seedings": seedings.marker(day).get("raw_sha256"), **qa})
+        results.append({"day": step_label(day), "status": "ok", **qa})
     return results
 
 
@@ -166,6 +174,7 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
 def infer_flow(
     config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, model_id: str | None = None,
     force: bool = False, progress_bar: bool = False, qa_threshold: float | None = None,
+    cross_validate: bool = False,
 ) -> dict[str, Any]:
     """Reconstruct every prepared day of [start, end] with ``model_id`` (default: current)."""
     logger = get_run_logger()
@@ -181,7 +190,7 @@ def infer_flow(
     with RunProgress(len(days), f"infer {start}…{end}", "infer-progress", progress_bar) as progress:
         for group, result in run_windowed(
             lambda g: infer_days_task.submit(
-                f"infer-{step_label(g[0])}" if len(g) == 1 else f"infer-{step_label(g[0])}-to-{step_label(g[-1])}", config, model_id, g, force),
+                f"infer-{step_label(g[0])}" if len(g) == 1 else f"infer-{step_label(g[0])}-to-{step_label(g[-1])}", config, model_id, g, force, cross_validate),
             groups, window=2,
         ):
             if isinstance(result, Exception):

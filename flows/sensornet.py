@@ -96,3 +96,36 @@ def predict_steps(engine: Any, seedings: StepStore, days: list[dt.date]) -> np.n
     seq, steps = load_sequence(seedings, min(days), max(days), before=before, after=after)
     pos = {s: i for i, s in enumerate(steps)}
     return engine.predict(seq, [pos[d] for d in days])
+
+
+def withheld_scores(engine: Any, seedings: StepStore, days: list[dt.date], fraction: float = 0.2,
+                    seed: int = 0) -> dict[dt.date, dict[str, float]]:
+    """QA without truth: for each step, ``fraction`` of its real sensors are withheld (a draw
+    fixed by ``(seed, step)``), the step is reconstructed from the others — by the model when it
+    reads sensors (SensorNet), and by cubic interpolation — and both are scored at the withheld
+    sensors: ``{step: {"qa_cv_model_rmse", "qa_cv_cubic_rmse", "qa_cv_n"}}``."""
+    from model.sensornet import withhold
+    from pipeline.baselines import interpolate_scattered
+    from pipeline.seeding import day_rng
+
+    shape = seedings.read_static("land_mask").shape
+    uses_sensors = getattr(engine, "needs_sensors", False)
+    before, after = engine.reach if uses_sensors else (0, 0)
+    seq, steps = load_sequence(seedings, min(days), max(days), before=before, after=after)
+    pos = {s: i for i, s in enumerate(steps)}
+    out: dict[dt.date, dict[str, float]] = {}
+    for day in days:
+        t = pos[day]
+        index, value = seq.sensors[t]
+        if index.size < 8:
+            continue
+        ki, kv, hi, hv = withhold(index, value, fraction, day_rng(seed, day))
+        cubic = interpolate_scattered(ki, kv, shape, "cubic").ravel()[hi]
+        row = {"qa_cv_cubic_rmse": float(np.sqrt(np.mean((cubic - hv) ** 2))), "qa_cv_n": int(hi.size)}
+        if uses_sensors:
+            seq.sensors[t] = (ki, kv)
+            pred = engine.predict(seq, [t])[0].ravel()[hi]
+            seq.sensors[t] = (index, value)
+            row["qa_cv_model_rmse"] = float(np.sqrt(np.mean((pred - hv) ** 2)))
+        out[day] = row
+    return out

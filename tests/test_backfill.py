@@ -44,7 +44,7 @@ def sample(tmp_path_factory, dask_cluster, prefect_server):
         "archive.source": str(root / "archive"), "stores.registry": str(root / "models"),
         "dask.address": dask_cluster.scheduler_address,
         "seeding.bin_size": 8, "seeding.upsampling": 4, "seeding.sensors_per_bin": 6,
-        "train.epochs": 1, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
+        "train.architecture": "raseedgan", "train.epochs": 1, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
         # CPU kernels block a batch differently by its size (~1e-6 °C): one day per forward pass
         # makes each day's bytes independent of which other days a (resumed) run computes with it.
         "infer.batch_size": 1,

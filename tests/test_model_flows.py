@@ -40,7 +40,7 @@ def prepared(tmp_path_factory, dask_cluster, prefect_server):
     cfg = flow_config(root, root / "archive", dask_cluster.scheduler_address, **{
         "seeding.bin_size": 8, "seeding.upsampling": 4, "seeding.sensors_per_bin": 6,
         "stores.registry": str(root / "models"), "stores.output": str(root / "recon.zarr"),
-        "train.epochs": 2, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
+        "train.architecture": "raseedgan", "train.epochs": 2, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
         "train.checkpoint_every": 1, "infer.days_per_task": 5,
     })
     end = START + dt.timedelta(days=N_DAYS - 1)

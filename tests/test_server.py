@@ -60,7 +60,7 @@ def sample(tmp_path_factory, dask_cluster, prefect_server):
         "archive.source": str(root / "archive"), "stores.registry": str(root / "models"),
         "dask.address": dask_cluster.scheduler_address,
         "seeding.bin_size": 8, "seeding.upsampling": 4, "seeding.sensors_per_bin": 6,
-        "train.epochs": 1, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
+        "train.architecture": "raseedgan", "train.epochs": 1, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
     }
     cfg = load_config(None, {**common, **stores(root, "train")})
     assert ingest_flow(cfg, DAYS[0], DAYS[3])["ok"]
@@ -110,6 +110,8 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
         assert [r["day"] for r in rows] == result["qa_flagged"]
         assert all(r["qa"].startswith("ABOVE") and r["status"] == "ok" for r in rows)
         assert rows[0]["preliminary"] is False and rows[1]["preliminary"] is True
+        # QA without truth: cubic scored at withheld real sensors (an LR-bin model cannot be)
+        assert all(0 < r["qa_cv_cubic_rmse"] < 5 and r["qa_cv_model_rmse"] is None for r in rows)
         (quicklook,) = artifacts(client, run_id, "daily-quicklook")
         uri = quicklook.data.split("](", 1)[1].split(")", 1)[0]
         png = base64.b64decode(uri.removeprefix("data:image/png;base64,"))
