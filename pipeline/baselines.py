@@ -28,6 +28,7 @@ __all__ = [
     "interpolate_scattered",
     "nearest_from_bins",
     "periodic_margin",
+    "sensor_arrays",
 ]
 
 Method = Literal["cubic", "linear", "nearest"]
@@ -43,6 +44,18 @@ def periodic_margin(n_points: int, shape: tuple[int, int]) -> int:
     ny, nx = shape
     spacing = math.sqrt(ny * nx / max(n_points, 1))
     return int(min(nx, max(16, math.ceil(5 * spacing))))
+
+
+def sensor_arrays(index: np.ndarray, value: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flat int64 indices and float64 values of one step's sensors, checked: same length, not
+    empty (``what`` names the operation in the message)."""
+    index = np.asarray(index, dtype=np.int64).ravel()
+    value = np.asarray(value, dtype=np.float64).ravel()
+    if index.shape != value.shape:
+        raise ValueError(f"index {index.shape} and value {value.shape} differ in length")
+    if index.size == 0:
+        raise ValueError(f"no sensors to {what}")
+    return index, value
 
 
 def interpolate_scattered(
@@ -71,12 +84,7 @@ def interpolate_scattered(
         sensors included).
     """
     ny, nx = (int(s) for s in shape)
-    index = np.asarray(index, dtype=np.int64).ravel()
-    value = np.asarray(value, dtype=np.float64).ravel()
-    if index.shape != value.shape:
-        raise ValueError(f"index {index.shape} and value {value.shape} differ in length")
-    if index.size == 0:
-        raise ValueError("no sensors to interpolate")
+    index, value = sensor_arrays(index, value, "interpolate")
     if method not in ("cubic", "linear", "nearest"):
         raise ValueError(f"unknown method {method!r}; use 'cubic', 'linear' or 'nearest'")
     rows, cols = np.divmod(index, nx)

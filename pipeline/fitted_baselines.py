@@ -97,6 +97,7 @@ def fit_baselines(
     dineof_steps: int = 240,
     dineof_max_eofs: int = 20,
     kriging: bool = True,
+    variogram_steps: int = 100,
 ) -> FittedBaselines:
     """Fit the variogram, the sensor climatology and DINEOF's EOFs on training sensors.
 
@@ -107,7 +108,10 @@ def fit_baselines(
             DINEOF's cost grows with steps × cells × EOFs; a few hundred steps capture the
             leading modes of a season or two.
         dineof_max_eofs: most EOFs tried (chosen by cross-validation, as DINEOF does).
-        kriging: fit the kriging variogram (pairs pooled over all the training steps).
+        kriging: fit the kriging variogram.
+        variogram_steps: the variogram pools the sensor pairs of this many training steps,
+            evenly spread (pairs grow with the square of the sensors: a few hundred steps give
+            millions of pairs per lag bin, and all of a decade would take minutes).
     """
     if not index_list:
         raise ValueError("no training step to fit the baselines on")
@@ -115,7 +119,8 @@ def fit_baselines(
     variogram = None
     if kriging:
         t0 = time.perf_counter()
-        variogram = fit_sensor_variogram(index_list, value_list, shape)
+        every = max(1, len(index_list) // variogram_steps)
+        variogram = fit_sensor_variogram(index_list[::every], value_list[::every], shape)
         seconds["kriging"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     climatology = sensor_climatology(index_list, value_list, shape)

@@ -29,6 +29,8 @@ import gstools as gs
 import numpy as np
 from scipy import linalg, signal
 
+from pipeline.baselines import sensor_arrays
+
 __all__ = [
     "MODELS",
     "EmpiricalVariogram",
@@ -189,12 +191,7 @@ def ordinary_kriging(
     sensors (with the nugget at zero lag when ``exact``).
     """
     ny, nx = (int(s) for s in shape)
-    index = np.asarray(index, dtype=np.int64).ravel()
-    value = np.asarray(value, dtype=np.float64).ravel()
-    if index.shape != value.shape:
-        raise ValueError(f"index {index.shape} and value {value.shape} differ in length")
-    if index.size == 0:
-        raise ValueError("no sensors to krige")
+    index, value = sensor_arrays(index, value, "krige")
     if model is None:
         model = fit_sensor_variogram([index], [value], (ny, nx), family, nugget, bin_edges)
     sill = float(model.var)
