@@ -94,8 +94,8 @@ def fit_baselines(
     index_list: Sequence[np.ndarray],
     value_list: Sequence[np.ndarray],
     shape: tuple[int, int],
-    dineof_steps: int = 240,
-    dineof_max_eofs: int = 20,
+    dineof_steps: int = 120,
+    dineof_max_eofs: int = 12,
     kriging: bool = True,
     variogram_steps: int = 100,
 ) -> FittedBaselines:

@@ -142,7 +142,9 @@ def test_compare_trains_every_architecture_and_a_zoo_model_runs_in_the_infer_flo
     assert saved["test_period"] == [str(end - dt.timedelta(days=4)), str(end)]
     assert saved["train_period"][1] < saved["val_period"][0] <= saved["val_period"][1] < saved["test_period"][0]
     rows = {r["method"]: r for r in saved["rows"]}
-    assert list(rows) == [*ARCHITECTURES, "cubic", "linear", "bicubic_lr", "lr_bins"]
+    assert list(rows) == [*ARCHITECTURES, "cubic", "linear", "nearest", "kriging", "cubic_anomaly", "dineof",
+                          "bicubic_lr", "lr_bins"]
+    assert all(rows[b]["infer_ms_per_field"] > 0 for b in ("cubic", "kriging", "dineof"))
     for name in ARCHITECTURES:
         r = rows[name]
         assert r["parameters"] > 1000 and r["seconds_per_epoch"] > 0 and r["infer_ms_per_field"] > 0
@@ -204,3 +206,16 @@ def test_compare_budget_is_shared_and_paper_sizes_reset_the_widths():
     assert (small.n_features, small.n_res_blocks) == (8, 1)
     with pytest.raises(ConfigError, match=r"compare.pretrain_epochs \(2\) must be smaller than compare.epochs \(2\)"):
         load_config(None, {"compare.epochs": 2, "compare.pretrain_epochs": 2})
+
+
+def test_compare_scores_sensornet_beside_the_fitted_baselines(prepared, tmp_path):
+    cfg, _root = prepared
+    cfg = zoo_config(cfg, tmp_path, ["sensornet"])
+    cfg = cfg.model_copy(update={"sensornet": cfg.sensornet.model_copy(update={
+        "iterations": 4, "batch_size": 2, "features": 8, "depth": 1, "val_every": 2, "context_steps": 8})})
+    report = compare_flow(cfg, START, START + dt.timedelta(days=N_DAYS - 1), str(tmp_path / "zoo.json"))
+    rows = {r["method"]: r for r in report["rows"]}
+    sn = rows["sensornet"]
+    assert not sn.get("error") and sn["parameters"] > 1000 and sn["infer_ms_per_field"] > 0
+    assert np.isfinite(sn["rmse"]) and sn["rmse"] < rows["lr_bins"]["rmse"]
+    assert ModelRegistry(cfg.stores.registry).meta(sn["model_id"])["train"]["architecture"] == "sensornet"
