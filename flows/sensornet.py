@@ -62,7 +62,7 @@ def train_sensornet_task(
     spread = train[:: max(1, len(train) // cfg.context_steps)]
     land = seedings.read_static("land_mask").astype(bool)
     ctx = fit_context([seq.sensors[t] for t in spread], [seq.phases[t] for t in spread], land,
-                      groups=cfg.residual_groups, seed=cfg.seed)
+                      groups=cfg.residual_groups, seed=cfg.seed, base=cfg.base)
     logger.info("sensor context from %d training steps in %.1f s", len(spread), time.perf_counter() - t0)
     device = "cuda" if config.train.device != "cpu" and _cuda() else "cpu"
 

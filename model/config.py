@@ -31,6 +31,13 @@ class SensorNetConfig(BaseModel):
         "causal", description="neighbouring steps seen: past only (daily operations) or past and future (backfills)"
     )
     window_steps: int = Field(3, ge=0, le=12, description="neighbouring steps on each side used")
+    base: Literal["cubic", "linear", "nearest", "kriging"] = Field(
+        "linear", description="interpolant of the sensors that the network corrects (and that it starts from)"
+    )
+    patch: int = Field(
+        64, ge=0, description="training samples are patches of this many cells a side (plus an 8-cell margin); "
+        "0 or a patch wider than the domain trains on the whole domain"
+    )
     features: int = Field(16, ge=4, description="U-Net width at full resolution")
     depth: int = Field(2, ge=0, le=4, description="U-Net levels")
     iterations: int = Field(300, ge=1, description="optimiser steps")

@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from model.config import SensorNetConfig
 from model.sensornet import SensorNet, build_input, input_channels, masked_loss, withhold
 from pipeline.sensor_context import SensorContext
+from pipeline.sensor_features import Box
 
 __all__ = ["SensorNetEngine", "SensorSequence", "fit_sensornet", "load_engine", "save"]
 
@@ -54,11 +56,19 @@ def offsets(window: str, k: int) -> list[int]:
     return past if window == "causal" else past + list(range(1, k + 1))
 
 
-class _Channels:
-    """Per-step normalised channels of a sequence, computed on demand and kept (LRU)."""
+#: Memory for the whole-domain channels of steps kept between samples (the steps' neighbours
+#: recur in many samples: a kept step costs nothing, a recomputed one a triangulation).
+CACHE_BYTES = 1 << 30
 
-    def __init__(self, seq: SensorSequence, ctx: SensorContext, size: int = 1024) -> None:
-        self.seq, self.ctx, self.size = seq, ctx, size
+
+class _Channels:
+    """Per-step normalised whole-domain channels of a sequence, computed on demand and kept
+    (least recently used first out, within :data:`CACHE_BYTES`)."""
+
+    def __init__(self, seq: SensorSequence, ctx: SensorContext, size: int | None = None) -> None:
+        per_step = 4 * 4 * ctx.shape[0] * ctx.shape[1]
+        self.seq, self.ctx = seq, ctx
+        self.size = size if size is not None else max(16, CACHE_BYTES // per_step)
         self.cache: OrderedDict[int, np.ndarray | None] = OrderedDict()
 
     def __call__(self, t: int) -> np.ndarray | None:
@@ -75,35 +85,93 @@ class _Channels:
         return out
 
 
-def _assemble(centre: np.ndarray, t: int, chans: _Channels, offs: list[int], ctx: SensorContext) -> np.ndarray:
+NeighbourFn = Callable[[int], "np.ndarray | None"]
+
+#: Cells around a training patch that its loss does not reach: there the U-Net sees the
+#: patch's edge instead of the field beyond it (except where the patch edge is the domain's).
+PATCH_MARGIN = 8
+
+
+def _assemble(centre: np.ndarray, t: int, neighbour: NeighbourFn, offs: list[int], ctx: SensorContext,
+              phase: float, box: Box | None = None) -> np.ndarray:
     neighbours = []
     for d in offs:
-        n = chans(t + d)
+        n = neighbour(t + d)
         if n is None:  # nothing known there: its base is the centre's, so every relative channel is 0
             n = np.stack([np.zeros_like(centre[0]), np.zeros_like(centre[0]), centre[2],
                           np.full_like(centre[0], max(ctx.shape))])
         neighbours.append(n)
-    static, extra = ctx.statics(float(chans.seq.phases[t]))
+    static, extra = ctx.statics(phase, box)
     return build_input(centre, np.stack(neighbours) if neighbours else np.empty((0, *centre.shape)), static, extra)
 
 
+def _patch_boxes(shape: tuple[int, int], patch: int, held: np.ndarray, kept: np.ndarray,
+                 rng: np.random.Generator) -> tuple[Box, Box]:
+    """A training patch around a withheld sensor: ``(box, scored)``, the cells the input is
+    built on (the patch and a :data:`PATCH_MARGIN` around it, shifted inside the domain) and the
+    part of them where the loss is taken (the box less its margin, except along the domain's
+    own edges).
+
+    The withheld sensor is drawn with a probability growing as the square of its distance to
+    the nearest kept sensor: patches go where interpolation is least certain (gaps, coasts, the
+    domain's edges, where every interpolant extrapolates) instead of the open interior where
+    the base is already near exact. Which cells are scored depends on the inputs' geometry
+    only, so the network still learns the expected field given its inputs.
+    """
+    rows, cols = np.divmod(np.asarray(held, np.int64), shape[1])
+    krows, kcols = np.divmod(np.asarray(kept, np.int64), shape[1])
+    dist, _ = cKDTree(np.column_stack([krows, kcols]).astype(float)).query(np.column_stack([rows, cols]).astype(float))
+    pick = int(rng.choice(held.size, p=dist**2 / (dist**2).sum()))
+    r, c = int(rows[pick]), int(cols[pick])
+
+    def axis(pos: int, n: int) -> tuple[int, int, int, int]:
+        size = min(patch + 2 * PATCH_MARGIN, n)
+        lo = int(np.clip(pos - PATCH_MARGIN - rng.integers(0, patch), 0, n - size))
+        hi = lo + size
+        return lo, hi, lo + (PATCH_MARGIN if lo > 0 else 0), hi - (PATCH_MARGIN if hi < n else 0)
+
+    r0, r1, sr0, sr1 = axis(r, shape[0])
+    c0, c1, sc0, sc1 = axis(c, shape[1])
+    return (r0, r1, c0, c1), (sr0, sr1, sc0, sc1)
+
+
+def uses_patches(shape: tuple[int, int], patch: int) -> bool:
+    """True when training samples are patches (the domain is wider than a patch and its margin)."""
+    return patch > 0 and max(shape[0], shape[1]) > patch + 2 * PATCH_MARGIN
+
+
 def _sample(t: int, chans: _Channels, offs: list[int], ctx: SensorContext, fraction: float,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rng: np.random.Generator, patch: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One self-supervised sample: centre channels from the kept sensors only; target and weight
-    at the withheld cells only."""
-    index, value = chans.seq.sensors[t]
+    at the withheld cells only. With ``patch`` (see :func:`uses_patches`) the sample is a patch
+    around a withheld sensor, its channels computed from every sensor of each step."""
+    seq = chans.seq
+    index, value = seq.sensors[t]
     ki, kv, hi, hv = withhold(index, value, fraction, rng)
-    x = _assemble(ctx.channels(ki, kv), t, chans, offs, ctx)
-    target = np.zeros(ctx.shape[0] * ctx.shape[1], np.float32)
+    if uses_patches(ctx.shape, patch):
+        box, scored = _patch_boxes(ctx.shape, patch, hi, ki, rng)
+
+        def neighbour(u: int) -> np.ndarray | None:  # the whole domain's channels (kept), cropped
+            whole = chans(u)
+            return None if whole is None else whole[:, box[0] : box[1], box[2] : box[3]]
+    else:
+        box, scored, neighbour = None, (0, ctx.shape[0], 0, ctx.shape[1]), chans
+    r0, r1, c0, c1 = box or (0, ctx.shape[0], 0, ctx.shape[1])
+    x = _assemble(ctx.channels(ki, kv, box), t, neighbour, offs, ctx, float(seq.phases[t]), box)
+    rows, cols = np.divmod(np.asarray(hi, np.int64), ctx.shape[1])
+    sr0, sr1, sc0, sc1 = scored
+    keep = (rows >= sr0) & (rows < sr1) & (cols >= sc0) & (cols < sc1)
+    target = np.zeros((r1 - r0, c1 - c0), np.float32)
     weight = np.zeros_like(target)
-    target[hi] = ctx.normalise(hv)
-    weight[hi] = 1.0
-    return x, target.reshape(ctx.shape), weight.reshape(ctx.shape)
+    target[rows[keep] - r0, cols[keep] - c0] = ctx.normalise(np.asarray(hv)[keep])
+    weight[rows[keep] - r0, cols[keep] - c0] = 1.0
+    return x, target, weight
 
 
 def _batch(ts: Sequence[int], chans: _Channels, offs: list[int], ctx: SensorContext, cfg: SensorNetConfig,
-           rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    xs, ys, ws = zip(*(_sample(int(t), chans, offs, ctx, rng.uniform(*cfg.withhold), rng) for t in ts), strict=True)
+           rng: np.random.Generator, patch: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs, ys, ws = zip(*(_sample(int(t), chans, offs, ctx, rng.uniform(*cfg.withhold), rng, patch) for t in ts),
+                     strict=True)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), torch.from_numpy(np.stack(ws))
 
 
@@ -130,10 +198,13 @@ def fit_sensornet(
     best, best_state, history, running, t0 = float("inf"), None, [], 0.0, time.perf_counter()
     for it in range(1, cfg.iterations + 1):
         net.train()
-        x, y, w = (a.to(device) for a in _batch(rng.choice(usable, cfg.batch_size), chans, offs, ctx, cfg, rng))
+        x, y, w = (a.to(device) for a in _batch(rng.choice(usable, cfg.batch_size), chans, offs, ctx, cfg, rng,
+                                                 cfg.patch))
         loss = masked_loss(net(x), y, w)
         opt.zero_grad()
         loss.backward()
+        # a patch drawn where interpolation is worst can carry a large error: keep its step bounded
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
         running = loss.item() if it == 1 else 0.9 * running + 0.1 * loss.item()
@@ -142,9 +213,7 @@ def fit_sensornet(
                    "seconds": time.perf_counter() - t0}
             if val_batch is not None:
                 net.eval()
-                with torch.no_grad():
-                    vx, vy, vw = (a.to(device) for a in val_batch)
-                    rec["val_rmse"] = float(masked_loss(net(vx), vy, vw).sqrt()) * ctx.std
+                rec["val_rmse"] = _score(net, val_batch, device) * ctx.std
                 if rec["val_rmse"] < best:
                     best, best_state = rec["val_rmse"], copy.deepcopy(net.state_dict())
             history.append(rec)
@@ -153,6 +222,20 @@ def fit_sensornet(
     if best_state is not None:
         net.load_state_dict(best_state)
     return net.eval().cpu(), history
+
+
+def _score(net: SensorNet, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: str,
+           chunk: int = 8) -> float:
+    """RMSE (normalised units) at the withheld cells of a whole-domain batch, run in chunks."""
+    x, y, w = batch
+    se, n = 0.0, 0.0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], chunk):
+            pred = net(x[i : i + chunk].to(device))[:, 0].float().cpu()
+            sel = w[i : i + chunk] > 0
+            se += float(((pred[sel] - y[i : i + chunk][sel]) ** 2).sum())
+            n += float(sel.sum())
+    return float(np.sqrt(se / max(n, 1.0)))
 
 
 def save(path: str | Path, net: SensorNet, ctx: SensorContext, cfg: SensorNetConfig, meta: dict[str, Any]) -> None:
@@ -199,7 +282,7 @@ class SensorNetEngine:
             for j, t in enumerate(part):
                 centre = chans(t)
                 if centre is not None:
-                    xs.append(_assemble(centre, t, chans, self.offsets, self.ctx))
+                    xs.append(_assemble(centre, t, chans, self.offsets, self.ctx, float(seq.phases[t])))
                     ok.append(start + j)
             if not xs:
                 continue

@@ -64,8 +64,9 @@ def interpolate_scattered(
     shape: tuple[int, int],
     method: Method = "cubic",
     periodic_lon: bool = False,
+    box: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
-    """Interpolate scattered sensors onto every native cell.
+    """Interpolate scattered sensors onto every native cell (or the cells of ``box``).
 
     Args:
         index: int (n,), flat row-major indices into a grid of ``shape``.
@@ -77,11 +78,13 @@ def interpolate_scattered(
         periodic_lon: the last axis wraps (global grid): sensors within
             :func:`periodic_margin` columns of either edge are replicated across the other edge
             before triangulating, so the field has no seam at the date line.
+        box: ``(row0, row1, col0, col1)``: only these cells are computed (from every sensor,
+            so the values equal the whole field's ``[row0:row1, col0:col1]``).
 
     Returns:
-        float32 (ny, nx). Cells outside the sensors' convex hull (where cubic/linear are
-        undefined) take the value of the nearest sensor (Euclidean in index space, replicated
-        sensors included).
+        float32 (ny, nx), or the box's shape. Cells outside the sensors' convex hull (where
+        cubic/linear are undefined) take the value of the nearest sensor (Euclidean in index
+        space, replicated sensors included).
     """
     ny, nx = (int(s) for s in shape)
     index, value = sensor_arrays(index, value, "interpolate")
@@ -98,10 +101,13 @@ def interpolate_scattered(
         )
         value = np.concatenate([value, value[west], value[east]])
 
-    grid_r, grid_c = np.mgrid[0:ny, 0:nx]
+    r0, r1, c0, c1 = box if box is not None else (0, ny, 0, nx)
+    if not (0 <= r0 < r1 <= ny and 0 <= c0 < c1 <= nx):
+        raise ValueError(f"box {box} is not inside the grid {shape}")
+    grid_r, grid_c = np.mgrid[r0:r1, c0:c1]
     query = np.column_stack([grid_r.ravel(), grid_c.ravel()]).astype(np.float64)
 
-    out = np.full(ny * nx, np.nan)
+    out = np.full(query.shape[0], np.nan)
     if method != "nearest" and points.shape[0] >= 3:
         try:
             tri = Delaunay(points)
@@ -114,13 +120,13 @@ def interpolate_scattered(
                 if method == "cubic"
                 else LinearNDInterpolator(tri, value)
             )
-            inside = _inside_hull(tri, (ny, nx))
+            inside = _inside_hull(tri, (ny, nx)).reshape(ny, nx)[r0:r1, c0:c1].ravel()
             out[inside] = interp(query[inside])
     missing = np.isnan(out)
     if missing.any():
         _, nearest = cKDTree(points).query(query[missing])
         out[missing] = value[nearest]
-    return out.reshape(ny, nx).astype(np.float32)
+    return out.reshape(r1 - r0, c1 - c0).astype(np.float32)
 
 
 def _barycentric_transforms(tri: Delaunay) -> np.ndarray:

@@ -9,27 +9,33 @@ Channels of one step (:func:`step_channels`, order :data:`STEP_CHANNELS`):
 
 * ``value``  — the sensor value at its cell, 0 elsewhere;
 * ``mask``   — 1 at sensor cells, 0 elsewhere;
-* ``base``   — a cheap interpolant of the sensors (linear on the Delaunay triangulation with
-  nearest fill outside the hull, or nearest/Voronoi), exact at every sensor;
+* ``base``   — an interpolant of the sensors, exact at every sensor: Clough–Tocher cubic or
+  linear on the Delaunay triangulation (nearest sensor outside the hull), nearest/Voronoi, or
+  ordinary kriging with a variogram fitted beforehand to training sensors;
 * ``dist``   — Euclidean distance (in cells) to the nearest sensor, 0 at sensors.
 
 :class:`SensorClimatology` gathers the sensors of many steps into a dense static field: a
 streaming per-cell sum and count, optionally split into groups (hour of day, calendar month),
 finalised into means with never-sensed cells filled from the nearest sensed cell.
+
+Every per-step function takes an optional ``box = (row0, row1, col0, col1)``: only the box's
+cells are computed, from every sensor of the step, so they equal the whole grid's channels
+cropped to the box (training on patches reads exactly what inference on the whole grid reads).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from pipeline.baselines import fill_nearest, interpolate_scattered
 
 __all__ = [
     "STEP_CHANNELS",
     "BaseMethod",
+    "Box",
     "SensorClimatology",
     "base_interpolant",
     "distance_to_sensors",
@@ -39,7 +45,8 @@ __all__ = [
     "step_channels",
 ]
 
-BaseMethod = Literal["linear", "nearest"]
+BaseMethod = Literal["cubic", "linear", "nearest", "kriging"]
+Box = tuple[int, int, int, int]
 
 #: Channel order of :func:`step_channels`.
 STEP_CHANNELS: tuple[str, ...] = ("value", "mask", "base", "dist")
@@ -58,32 +65,43 @@ def _check(index: np.ndarray, value: np.ndarray | None, shape: tuple[int, int]) 
     return index
 
 
-def sparse_values(index: np.ndarray, value: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """float32 (ny, nx): each sensor's value at its cell, 0 elsewhere."""
+def _box(shape: tuple[int, int], box: Box | None) -> Box:
+    ny, nx = (int(s) for s in shape)
+    r0, r1, c0, c1 = (int(b) for b in box) if box is not None else (0, ny, 0, nx)
+    if not (0 <= r0 < r1 <= ny and 0 <= c0 < c1 <= nx):
+        raise ValueError(f"box {box} is not inside the grid {shape}")
+    return r0, r1, c0, c1
+
+
+def sparse_values(index: np.ndarray, value: np.ndarray, shape: tuple[int, int], box: Box | None = None) -> np.ndarray:
+    """float32 (ny, nx) or the box's shape: each sensor's value at its cell, 0 elsewhere."""
     index = _check(index, value, shape)
+    r0, r1, c0, c1 = _box(shape, box)
     out = np.zeros(int(shape[0]) * int(shape[1]), dtype=np.float32)
     out[index] = np.asarray(value, dtype=np.float32).ravel()
-    return out.reshape(shape)
+    return out.reshape(shape)[r0:r1, c0:c1].copy()
 
 
-def sensor_mask(index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """float32 (ny, nx): 1 at sensor cells, 0 elsewhere."""
-    index = _check(index, None, shape)
-    out = np.zeros(int(shape[0]) * int(shape[1]), dtype=np.float32)
-    out[index] = 1.0
-    return out.reshape(shape)
+def sensor_mask(index: np.ndarray, shape: tuple[int, int], box: Box | None = None) -> np.ndarray:
+    """float32 (ny, nx) or the box's shape: 1 at sensor cells, 0 elsewhere."""
+    return sparse_values(index, np.ones(np.asarray(index).size, np.float32), shape, box)
 
 
-def distance_to_sensors(index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """float32 (ny, nx): Euclidean distance in cells to the nearest sensor (0 at sensors).
+def distance_to_sensors(index: np.ndarray, shape: tuple[int, int], box: Box | None = None) -> np.ndarray:
+    """float32 (ny, nx) or the box's shape: Euclidean distance in cells to the nearest sensor
+    (0 at sensors), sensors outside the box included.
 
     Raises ValueError when there is no sensor.
     """
     index = _check(index, None, shape)
     if index.size == 0:
         raise ValueError("no sensors: distance undefined")
-    empty = sensor_mask(index, shape) == 0
-    return ndimage.distance_transform_edt(empty).astype(np.float32)
+    r0, r1, c0, c1 = _box(shape, box)
+    rows, cols = np.divmod(index, int(shape[1]))
+    gr, gc = np.mgrid[r0:r1, c0:c1]
+    dist, _ = cKDTree(np.column_stack([rows, cols]).astype(np.float64)).query(
+        np.column_stack([gr.ravel(), gc.ravel()]).astype(np.float64))
+    return dist.reshape(r1 - r0, c1 - c0).astype(np.float32)
 
 
 def base_interpolant(
@@ -91,23 +109,30 @@ def base_interpolant(
     value: np.ndarray,
     shape: tuple[int, int],
     method: BaseMethod = "linear",
+    box: Box | None = None,
+    variogram: Any = None,
 ) -> np.ndarray:
-    """float32 (ny, nx): cheap interpolant of the sensors, exact at every sensor cell.
+    """float32 (ny, nx) or the box's shape: interpolant of the sensors, exact at every sensor.
 
-    ``"linear"``: barycentric on the Delaunay triangulation, nearest sensor outside the convex
-    hull (:func:`pipeline.baselines.interpolate_scattered`); ``"nearest"``: Voronoi field.
-    Fewer than 3 sensors fall back to nearest.
+    ``"cubic"`` (Clough–Tocher) or ``"linear"`` (barycentric) on the Delaunay triangulation,
+    nearest sensor outside the convex hull; ``"nearest"``: the Voronoi field; all from
+    :func:`pipeline.baselines.interpolate_scattered`. Fewer than 3 sensors fall back to nearest.
+    ``"kriging"``: :func:`pipeline.kriging.ordinary_kriging` with ``variogram`` (a GSTools model
+    fitted to training sensors, in the units of ``value``), on the whole grid then cropped.
     """
     index = _check(index, value, shape)
     if index.size == 0:
         raise ValueError("no sensors to interpolate")
-    if method not in ("linear", "nearest"):
-        raise ValueError(f"unknown base method {method!r}; use 'linear' or 'nearest'")
-    if method == "nearest" or index.size < 3:
-        field = np.full(int(shape[0]) * int(shape[1]), np.nan, dtype=np.float32)
-        field[index] = np.asarray(value, dtype=np.float32).ravel()
-        return fill_nearest(field.reshape(shape))
-    return interpolate_scattered(index, value, shape, "linear")
+    if method not in ("cubic", "linear", "nearest", "kriging"):
+        raise ValueError(f"unknown base method {method!r}; use 'cubic', 'linear', 'nearest' or 'kriging'")
+    r0, r1, c0, c1 = _box(shape, box)
+    if method == "kriging":
+        from pipeline.kriging import ordinary_kriging
+
+        if variogram is None:
+            raise ValueError("a kriging base needs a variogram fitted to training sensors")
+        return ordinary_kriging(index, value, shape, variogram)[r0:r1, c0:c1].copy()
+    return interpolate_scattered(index, value, shape, method if index.size >= 3 else "nearest", box=(r0, r1, c0, c1))
 
 
 def step_channels(
@@ -115,6 +140,8 @@ def step_channels(
     value: np.ndarray,
     shape: tuple[int, int],
     method: BaseMethod = "linear",
+    box: Box | None = None,
+    variogram: Any = None,
 ) -> np.ndarray:
     """The channels of one step, float32 (4, ny, nx) in the order :data:`STEP_CHANNELS`.
 
@@ -122,14 +149,17 @@ def step_channels(
         index: int (n,), flat row-major sensor indices, unique.
         value: float (n,), sensor values (any units; normalise them first if wanted).
         shape: ``(ny, nx)`` of the native grid.
-        method: base interpolant, ``"linear"`` or ``"nearest"``.
+        method: base interpolant, ``"cubic"``, ``"linear"``, ``"nearest"`` or ``"kriging"``
+            (with ``variogram``, see :func:`base_interpolant`).
+        box: ``(row0, row1, col0, col1)``: return the channels of these cells only
+            (float32 (4, row1 − row0, col1 − col0)), equal to the whole grid's cropped.
     """
     return np.stack(
         [
-            sparse_values(index, value, shape),
-            sensor_mask(index, shape),
-            base_interpolant(index, value, shape, method),
-            distance_to_sensors(index, shape),
+            sparse_values(index, value, shape, box),
+            sensor_mask(index, shape, box),
+            base_interpolant(index, value, shape, method, box, variogram),
+            distance_to_sensors(index, shape, box),
         ]
     )
 

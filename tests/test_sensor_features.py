@@ -37,7 +37,7 @@ def test_step_channels_shapes_and_order():
     assert np.isfinite(ch).all()
 
 
-@pytest.mark.parametrize("method", ["linear", "nearest"])
+@pytest.mark.parametrize("method", ["cubic", "linear", "nearest"])
 def test_base_is_exact_at_sensors(method):
     index, value = _sensors()
     base = base_interpolant(index, value, SHAPE, method)
@@ -75,7 +75,22 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError):
         distance_to_sensors(np.array([], dtype=np.int64), SHAPE)
     with pytest.raises(ValueError):
-        base_interpolant(np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0]), SHAPE, "cubic")  # type: ignore[arg-type]
+        base_interpolant(np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0]), SHAPE, "spline")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not inside the grid"):
+        step_channels(*_sensors(), SHAPE, "linear", box=(0, SHAPE[0] + 1, 0, 4))
+
+
+@pytest.mark.parametrize("method", ["cubic", "linear", "nearest"])
+def test_box_channels_equal_the_whole_grid_cropped(method):
+    """Patch training reads exactly what inference on the whole grid reads: every channel of a
+    box is computed from every sensor, including those outside the box."""
+    index, value = _sensors()
+    whole = step_channels(index, value, SHAPE, method)
+    for box in [(0, SHAPE[0], 0, SHAPE[1]), (3, 14, 5, 20), (0, 1, SHAPE[1] - 1, SHAPE[1])]:
+        r0, r1, c0, c1 = box
+        part = step_channels(index, value, SHAPE, method, box=box)
+        assert part.shape == (4, r1 - r0, c1 - c0)
+        np.testing.assert_allclose(part, whole[:, r0:r1, c0:c1], rtol=0, atol=1e-6)
 
 
 def test_climatology_mean_and_nearest_fill():
@@ -119,3 +134,28 @@ def test_holdout_residuals_vanish_on_constant_field_and_keep_order():
     value[10] = 1.0
     _, rv = holdout_residuals(index, value, SHAPE, 5, rng)
     assert rv[10] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_kriging_base_and_its_context_survive_a_checkpoint():
+    """A kriging base: exact at the sensors, equal to the whole grid's cropped in a box, its
+    variogram fitted to the normalised training sensors and rebuilt from the saved arrays."""
+    from pipeline.sensor_context import SensorContext, fit_context
+
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    steps = []
+    for k in range(12):
+        index, _ = _sensors(60, seed=k)
+        field = np.sin(rows / 4.0 + k) + np.cos(cols / 5.0) * 3.0 + 20.0
+        steps.append((index, field.ravel()[index].astype(np.float32)))
+    ctx = fit_context(steps, [k / 12 for k in range(12)], np.zeros(SHAPE, bool), groups=2, base="kriging")
+    assert ctx.base == "kriging" and ctx.variogram is not None and ctx.variogram[1] > 0
+    index, value = steps[0]
+    whole = ctx.channels(index, value)
+    np.testing.assert_allclose(whole[2].ravel()[index], ctx.normalise(value), atol=1e-4)
+    np.testing.assert_allclose(ctx.channels(index, value, box=(2, 9, 3, 20)), whole[:, 2:9, 3:20], atol=1e-6)
+    back = SensorContext.from_arrays(ctx.to_arrays())
+    assert back.base == "kriging"
+    np.testing.assert_array_equal(back.variogram, ctx.variogram)
+    np.testing.assert_array_equal(back.channels(index, value), whole)
+    with pytest.raises(ValueError, match="needs a variogram"):
+        base_interpolant(index, value, SHAPE, "kriging")

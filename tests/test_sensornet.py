@@ -129,3 +129,35 @@ def test_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(net2(x), net.eval()(x))
     with pytest.raises(ValueError):
         SensorNet(3, base_channel=3)
+
+
+def test_training_patches_hold_their_sensor_and_stay_inside_the_domain():
+    """A patch is drawn around a withheld sensor, shifted inside the domain; its loss region is
+    the patch less an 8-cell margin, except where the patch meets the domain's own edge."""
+    from model.sensornet_fit import PATCH_MARGIN, _patch_boxes, uses_patches
+
+    shape, patch = (60, 90), 16
+    assert uses_patches(shape, patch) and not uses_patches((20, 30), patch) and not uses_patches(shape, 0)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        cells = rng.choice(shape[0] * shape[1], size=40, replace=False)
+        held, kept = cells[:10], cells[10:]
+        (r0, r1, c0, c1), (s0, s1, t0, t1) = _patch_boxes(shape, patch, held, kept, rng)
+        assert 0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]
+        assert (r1 - r0, c1 - c0) == (patch + 2 * PATCH_MARGIN,) * 2  # one size: samples stack
+        assert s0 == (r0 if r0 == 0 else r0 + PATCH_MARGIN) and s1 == (r1 if r1 == shape[0] else r1 - PATCH_MARGIN)
+        assert t0 == (c0 if c0 == 0 else c0 + PATCH_MARGIN) and t1 == (c1 if c1 == shape[1] else c1 - PATCH_MARGIN)
+        rows, cols = np.divmod(held, shape[1])
+        assert ((rows >= s0) & (rows < s1) & (cols >= t0) & (cols < t1)).any()  # its sensor is scored
+
+
+def test_patches_are_drawn_where_interpolation_is_least_certain():
+    """An isolated withheld sensor (far from every kept one) anchors patches far more often."""
+    from model.sensornet_fit import _patch_boxes
+
+    shape, nx = (100, 100), 100
+    kept = np.array([r * nx + c for r in range(0, 50, 3) for c in range(0, 100, 3)])  # dense top half
+    isolated, crowded = 90 * nx + 50, 10 * nx + 11
+    rng = np.random.default_rng(1)
+    near_isolated = sum(_patch_boxes(shape, 16, np.array([isolated, crowded]), kept, rng)[1][0] > 50 for _ in range(300))
+    assert near_isolated > 280

@@ -17,7 +17,7 @@ from flows.prepare import prepare_flow
 from flows.train import train_flow
 from model.config import SensorNetConfig
 from model.data import SparseFieldDataset
-from model.sensornet_fit import SensorSequence, fit_sensornet, load_engine
+from model.sensornet_fit import SensorSequence, fit_sensornet, load_engine, uses_patches
 from model.synthetic import SyntheticSource, estimate_norm
 from model.trainer import TrainConfig, Trainer
 from pipeline.normalisation import StreamingStats
@@ -75,14 +75,18 @@ def _sequence(field: np.ndarray, seed: int = 0) -> tuple[SensorSequence, list[np
     return SensorSequence(sensors, np.linspace(0, 1, t, endpoint=False)), picks
 
 
-def test_sensornet_training_and_its_statistics_read_only_sensors():
+@pytest.mark.parametrize(("base", "patch"), [("linear", 0), ("kriging", 8)])
+def test_sensornet_training_and_its_statistics_read_only_sensors(base, patch):
+    """Whole-domain samples with a linear base, and patches with a kriging base (its variogram
+    fitted to the sensors): poison in every cell without a sensor changes nothing."""
     rng = np.random.default_rng(1)
     ny, nx, t = 24, 32, 20
     yy, xx = np.mgrid[0:ny, 0:nx]
     clean = np.stack([np.sin(xx / 5.0 + k / 3) + np.cos(yy / 4.0) + 0.1 * rng.normal(size=(ny, nx))
                       for k in range(t)]).astype(np.float32)
     _, picks = _sequence(clean)
-    cfg = SensorNetConfig(**TINY)
+    cfg = SensorNetConfig(**{**TINY, "base": base, "patch": patch})
+    assert uses_patches((ny, nx), patch) == (patch > 0)
     land = np.zeros((ny, nx), bool)
     runs = []
     for poison in (None, np.nan, 1e9):
@@ -93,7 +97,7 @@ def test_sensornet_training_and_its_statistics_read_only_sensors():
                 keep[i] = True
                 field[k].ravel()[~keep] = poison
         s, _ = _sequence(field)
-        ctx = fit_context(s.sensors[:16], s.phases[:16], land, groups=2)
+        ctx = fit_context(s.sensors[:16], s.phases[:16], land, groups=2, base=base)
         net, history = fit_sensornet(s, list(range(16)), list(range(16, 20)), ctx, cfg)
         runs.append((ctx, net, history))
     (c0, n0, h0), *poisoned = runs
@@ -101,6 +105,8 @@ def test_sensornet_training_and_its_statistics_read_only_sensors():
         assert ctx.mean == c0.mean and ctx.std == c0.std
         np.testing.assert_array_equal(ctx.climatology, c0.climatology)
         np.testing.assert_array_equal(ctx.residual, c0.residual)
+        if base == "kriging":
+            np.testing.assert_array_equal(ctx.variogram, c0.variogram)
         assert [h["val_rmse"] for h in history] == [h["val_rmse"] for h in h0]
         for a, b in zip(net.state_dict().values(), n0.state_dict().values(), strict=True):
             assert torch.equal(a, b)
