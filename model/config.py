@@ -35,7 +35,7 @@ class SensorNetConfig(BaseModel):
         "linear", description="interpolant of the sensors that the network corrects (and that it starts from)"
     )
     patch: int = Field(
-        64, ge=0, description="training samples are patches of this many cells a side (plus an 8-cell margin); "
+        0, ge=0, description="training samples are patches of this many cells a side (plus an 8-cell margin); "
         "0 or a patch wider than the domain trains on the whole domain"
     )
     features: int = Field(16, ge=4, description="U-Net width at full resolution")
