@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.sensor_features import BaseMethod, Box, SensorClimatology, holdout_residuals, step_channels
+from pipeline.sensor_features import (
+    BaseMethod,
+    Box,
+    SensorClimatology,
+    holdout_residuals,
+    step_channels,
+)
 
 __all__ = ["SensorContext", "cycle_phase", "fit_context"]
 
