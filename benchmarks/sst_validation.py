@@ -4,8 +4,7 @@
     .venv/bin/python benchmarks/sst_validation.py base=cubic patch=64 iterations=300
 
 Trains SensorNet on the 2010–2016 sensors of the demo's seedings store exactly as the demo
-does (the last 20 % of the days choose the checkpoint; this script puts the boundary one day
-earlier than the train flow), then scores every 4th day of
+does (the last 20 % of the days choose the checkpoint, the train flow's own split), then scores every 4th day of
 2017-01-01 … 06-30 against the truth in the demo's raw store, beside cubic and linear
 interpolation of the same sensors: RMSE, MAE, SSIM, HFEN (pipeline.metrics) and the RMSE by
 distance to the domain's edge and to the coast. Arguments are SensorNetConfig fields (key=value);
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from flows.sensornet import load_sequence
+    from flows.train import split_days
     from model.config import SensorNetConfig
     from model.sensornet_fit import SensorNetEngine, fit_sensornet
     from pipeline import metrics
@@ -44,8 +44,7 @@ def main() -> None:
     raw = StepStore(str(ROOT / "demo-output" / "raw.zarr"))
     t0d, t1d = dt.date(2010, 1, 1), dt.date(2016, 12, 31)
     days = seed.steps_between(t0d, t1d)
-    ntr = int(len(days) * 0.8)
-    train_days, val_days = days[:ntr], days[ntr:]
+    train_days, val_days = split_days(days, 0.2)  # exactly the train flow's split
     k = cfg.window_steps
     seq, steps = load_sequence(seed, t0d, t1d, before=k, after=k)
     pos = {s: i for i, s in enumerate(steps)}

@@ -38,6 +38,11 @@ class SensorNetConfig(BaseModel):
         0, ge=0, description="training samples are patches of this many cells a side (plus an 8-cell margin); "
         "0 or a patch wider than the domain trains on the whole domain"
     )
+    pool_sigma: float = Field(
+        0.0, ge=0, description="0: the base interpolates the step's own sensors; > 0: it also pools the window's "
+        "neighbouring steps' sensors, each shifted by the drift between the steps' bases smoothed by a Gaussian "
+        "of this many cells (for fields that change slowly from step to step)"
+    )
     features: int = Field(16, ge=4, description="U-Net width at full resolution")
     depth: int = Field(2, ge=0, le=4, description="U-Net levels")
     iterations: int = Field(300, ge=1, description="optimiser steps")

@@ -30,9 +30,15 @@ import torch
 from scipy.spatial import cKDTree
 
 from model.config import SensorNetConfig
-from model.sensornet import SensorNet, build_input, input_channels, masked_loss, withhold
+from model.sensornet import (
+    SensorNet,
+    build_input,
+    input_channels,
+    masked_loss,
+    withhold,
+)
 from pipeline.sensor_context import SensorContext
-from pipeline.sensor_features import Box
+from pipeline.sensor_features import Box, drift_reference, pool_sensors
 
 __all__ = ["SensorNetEngine", "SensorSequence", "fit_sensornet", "load_engine", "save"]
 
@@ -65,13 +71,13 @@ class _Channels:
     """Per-step normalised whole-domain channels of a sequence, computed on demand and kept
     (least recently used first out, within :data:`CACHE_BYTES`)."""
 
-    def __init__(self, seq: SensorSequence, ctx: SensorContext, size: int | None = None) -> None:
-        per_step = 4 * 4 * ctx.shape[0] * ctx.shape[1]
-        self.seq, self.ctx = seq, ctx
+    def __init__(self, seq: SensorSequence, ctx: SensorContext, size: int | None = None, sigma: float = 0.0) -> None:
+        per_step = 4 * (5 if sigma > 0 else 4) * ctx.shape[0] * ctx.shape[1]
+        self.seq, self.ctx, self.sigma = seq, ctx, float(sigma)
         self.size = size if size is not None else max(16, CACHE_BYTES // per_step)
         self.cache: OrderedDict[int, np.ndarray | None] = OrderedDict()
 
-    def __call__(self, t: int) -> np.ndarray | None:
+    def _get(self, t: int) -> np.ndarray | None:
         if not 0 <= t < len(self.seq):
             return None
         if t in self.cache:
@@ -79,10 +85,75 @@ class _Channels:
             return self.cache[t]
         index, value = self.seq.sensors[t]
         out = None if np.asarray(index).size == 0 else self.ctx.channels(index, value)
+        if out is not None and self.sigma > 0:  # the step's drift reference rides along
+            out = np.concatenate([out, drift_reference(out[2], self.sigma)[None]])
         self.cache[t] = out
         if len(self.cache) > self.size:
             self.cache.popitem(last=False)
         return out
+
+    def __call__(self, t: int) -> np.ndarray | None:
+        out = self._get(t)
+        return None if out is None else out[:4]
+
+    def others(self, t: int, offs: list[int], near: Box | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The window's steps around ``t`` that have sensors, nearest in time first, as
+        ``(index, normalised value, drift reference)`` for :func:`pool_sensors`; only their
+        sensors inside ``near`` when given."""
+        out = []
+        for d in sorted(offs, key=lambda d: (abs(d), d)):
+            whole = self._get(t + d)
+            if whole is not None:
+                index, value = (np.asarray(a) for a in self.seq.sensors[t + d])
+                if near is not None:
+                    inside = _inside(index, near, self.ctx.shape[1])
+                    index, value = index[inside], value[inside]
+                out.append((index, self.ctx.normalise(value), whole[4]))
+        return out
+
+    def pooled_centre(self, t: int, index: np.ndarray, value: np.ndarray, offs: list[int],
+                      box: Box | None = None) -> np.ndarray:
+        """Centre channels of step ``t`` from the sensors ``(index, value)`` (all of the step's, or
+        the kept ones in training), whose base interpolates those sensors pooled with the
+        window's (:func:`pipeline.sensor_features.pool_sensors`); cropped to ``box``.
+
+        With a ``box`` (a training patch) only the sensors within :data:`POOL_REACH` cells of it
+        are pooled, and the centre's drift reference is computed on a region just wide enough
+        for its Gaussian to be exact there: the base inside the box then differs from the whole
+        grid's only through the Clough–Tocher gradient estimates of far-away sensors, at a
+        third of the cost of pooling the whole domain.
+        """
+        ny, nx = self.ctx.shape
+        if box is None:
+            whole = self.ctx.channels(index, value)
+            ref, region, near = drift_reference(whole[2], self.sigma), (0, ny, 0, nx), None
+        else:
+            near = _grow(box, POOL_REACH, (ny, nx))
+            region = _grow(near, int(4 * self.sigma + 0.5) + 1, (ny, nx))  # scipy's Gaussian reach
+            whole = self.ctx.channels(index, value, region)
+            ref = np.zeros((ny, nx), np.float32)
+            ref[region[0] : region[1], region[2] : region[3]] = drift_reference(whole[2], self.sigma)
+            inside = _inside(np.asarray(index), near, nx)
+            index, value = np.asarray(index)[inside], np.asarray(value)[inside]
+        pi, pv = pool_sensors(index, self.ctx.normalise(value), ref, self.others(t, offs, near))
+        r0, r1, c0, c1 = box or (0, ny, 0, nx)
+        out = whole[:, r0 - region[0] : r1 - region[0], c0 - region[2] : c1 - region[2]].copy()
+        out[2] = self.ctx.base_of(pi, pv, box)
+        return out
+
+
+#: Cells around a training patch whose sensors a pooled base takes into account.
+POOL_REACH = 16
+
+
+def _grow(box: Box, by: int, shape: tuple[int, int]) -> Box:
+    r0, r1, c0, c1 = box
+    return max(0, r0 - by), min(shape[0], r1 + by), max(0, c0 - by), min(shape[1], c1 + by)
+
+
+def _inside(index: np.ndarray, box: Box, nx: int) -> np.ndarray:
+    rows, cols = np.divmod(np.asarray(index, np.int64), nx)
+    return (rows >= box[0]) & (rows < box[1]) & (cols >= box[2]) & (cols < box[3])
 
 
 NeighbourFn = Callable[[int], "np.ndarray | None"]
@@ -157,7 +228,8 @@ def _sample(t: int, chans: _Channels, offs: list[int], ctx: SensorContext, fract
     else:
         box, scored, neighbour = None, (0, ctx.shape[0], 0, ctx.shape[1]), chans
     r0, r1, c0, c1 = box or (0, ctx.shape[0], 0, ctx.shape[1])
-    x = _assemble(ctx.channels(ki, kv, box), t, neighbour, offs, ctx, float(seq.phases[t]), box)
+    centre = chans.pooled_centre(t, ki, kv, offs, box) if chans.sigma > 0 else ctx.channels(ki, kv, box)
+    x = _assemble(centre, t, neighbour, offs, ctx, float(seq.phases[t]), box)
     rows, cols = np.divmod(np.asarray(hi, np.int64), ctx.shape[1])
     sr0, sr1, sc0, sc1 = scored
     keep = (rows >= sr0) & (rows < sr1) & (cols >= sc0) & (cols < sc1)
@@ -188,7 +260,7 @@ def fit_sensornet(
     offs = offsets(cfg.window, cfg.window_steps)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    chans = _Channels(seq, ctx)
+    chans = _Channels(seq, ctx, sigma=cfg.pool_sigma)
     net = SensorNet(input_channels(len(offs), 1, 5), features=cfg.features, depth=cfg.depth).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
@@ -272,13 +344,15 @@ class SensorNetEngine:
 
     def predict(self, seq: SensorSequence, targets: Sequence[int]) -> np.ndarray:
         """(len(targets), ny, nx) fields for the positions ``targets`` of ``seq``."""
-        chans = _Channels(seq, self.ctx)
+        chans = _Channels(seq, self.ctx, sigma=self.cfg.pool_sigma)
         out = np.full((len(targets), *self.ctx.shape), np.nan, np.float32)
         for start in range(0, len(targets), self.batch_size):
             part = list(targets[start : start + self.batch_size])
             xs, ok = [], []
             for j, t in enumerate(part):
                 centre = chans(t)
+                if centre is not None and chans.sigma > 0:
+                    centre = chans.pooled_centre(t, *seq.sensors[t], self.offsets)
                 if centre is not None:
                     xs.append(_assemble(centre, t, chans, self.offsets, self.ctx, float(seq.phases[t])))
                     ok.append(start + j)

@@ -32,6 +32,7 @@ from pipeline.sensor_features import (
     BaseMethod,
     Box,
     SensorClimatology,
+    base_interpolant,
     holdout_residuals,
     step_channels,
 )
@@ -93,6 +94,12 @@ class SensorContext:
         if self.base == "kriging" and not hasattr(self, "_model"):
             self._model = self.covariance_model()
         return step_channels(index, self.normalise(value), self.shape, self.base, box, getattr(self, "_model", None))
+
+    def base_of(self, index: np.ndarray, normalised: np.ndarray, box: Box | None = None) -> np.ndarray:
+        """The base channel (this context's interpolant) of sensors already normalised."""
+        if self.base == "kriging" and not hasattr(self, "_model"):
+            self._model = self.covariance_model()
+        return base_interpolant(index, normalised, self.shape, self.base, box, getattr(self, "_model", None))
 
     def statics(self, phase: float, box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(static (1, ny, nx), extra (5, ny, nx))`` of a step at ``phase`` of its cycle:

@@ -39,7 +39,9 @@ __all__ = [
     "SensorClimatology",
     "base_interpolant",
     "distance_to_sensors",
+    "drift_reference",
     "holdout_residuals",
+    "pool_sensors",
     "sensor_mask",
     "sparse_values",
     "step_channels",
@@ -133,6 +135,59 @@ def base_interpolant(
             raise ValueError("a kriging base needs a variogram fitted to training sensors")
         return ordinary_kriging(index, value, shape, variogram)[r0:r1, c0:c1].copy()
     return interpolate_scattered(index, value, shape, method if index.size >= 3 else "nearest", box=(r0, r1, c0, c1))
+
+
+def drift_reference(base: np.ndarray, sigma: float) -> np.ndarray:
+    """float32: a step's base smoothed by a Gaussian of ``sigma`` cells (edges: nearest).
+
+    The difference of two steps' references estimates how the field drifted between them at
+    scales the sensors resolve; the sensor-spacing detail of each base (where one base is
+    exact and the other interpolates) is smoothed out of it.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if sigma <= 0:
+        raise ValueError(f"the drift reference needs sigma > 0 cells, got {sigma}")
+    return gaussian_filter(np.asarray(base, np.float32), float(sigma), mode="nearest")
+
+
+def pool_sensors(
+    index: np.ndarray,
+    value: np.ndarray,
+    reference: np.ndarray,
+    others: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A step's sensors plus its neighbouring steps' sensors, moved to the step's time.
+
+    Sensors redrawn at every step sample different cells, so the steps around a step add
+    sensors where it has none. Each other step's sensor is shifted by the drift between the
+    two steps, ``reference − other_reference`` at its cell (:func:`drift_reference` of both
+    steps' bases), so a slowly changing field is pooled without its day-to-day trend. The
+    step's own sensors are kept unchanged (so an interpolant of the pool is still exact at
+    them); a cell is taken by the first step of ``others`` that senses it.
+
+    Args:
+        index, value: the step's sensors (flat indices, values).
+        reference: (ny, nx) the step's drift reference.
+        others: ``(index, value, reference)`` of the steps to pool, nearest in time first.
+
+    Returns:
+        ``(index, value)`` of the pool (int64, float32).
+    """
+    shape = np.asarray(reference).shape
+    index = _check(index, value, shape)
+    taken = np.zeros(int(np.prod(shape)), bool)
+    taken[index] = True
+    ref = np.asarray(reference, np.float32).ravel()
+    idx, val = [index], [np.asarray(value, np.float32).ravel()]
+    for o_index, o_value, o_ref in others:
+        o_index = _check(o_index, o_value, shape)
+        new = ~taken[o_index]
+        cells = o_index[new]
+        taken[cells] = True
+        idx.append(cells)
+        val.append(np.asarray(o_value, np.float32).ravel()[new] + ref[cells] - np.asarray(o_ref, np.float32).ravel()[cells])
+    return np.concatenate(idx), np.concatenate(val).astype(np.float32)
 
 
 def step_channels(

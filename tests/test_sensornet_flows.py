@@ -14,6 +14,7 @@ from flows.evaluate import evaluate_flow
 from flows.infer import infer_flow
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
+from flows.states import run_flow
 from flows.train import train_flow
 from model.config import SensorNetConfig
 from model.data import SparseFieldDataset
@@ -42,7 +43,7 @@ def test_sensornet_trains_infers_and_is_scored_through_the_flows(tmp_path, dask_
         "evaluate.dineof_steps": 24, "infer.days_per_task": 6,
     })
     day1, day2 = dt.date(2019, 3, 1), dt.date(2019, 3, 2)
-    assert ingest_flow(cfg, day1, day2)["ok"] and prepare_flow(cfg, day1, day2)["ok"]
+    assert run_flow(ingest_flow, cfg, day1, day2)["ok"] and run_flow(prepare_flow, cfg, day1, day2)["ok"]
     trained = train_flow(cfg, day1, H(2019, 3, 2, 11), model_id="sn-1")
     meta = ModelRegistry(cfg.stores.registry).meta("sn-1")
     assert meta["sensornet"]["window"] == "centred" and meta["parameters"] > 0
@@ -51,7 +52,7 @@ def test_sensornet_trains_infers_and_is_scored_through_the_flows(tmp_path, dask_
     engine = load_engine(trained["checkpoint"])
     assert engine.cfg.window == "centred" and engine.reach == (2, 2)  # the window travels with the model
 
-    result = infer_flow(cfg, H(2019, 3, 2, 12), day2, "sn-1")
+    result = run_flow(infer_flow, cfg, H(2019, 3, 2, 12), day2, "sn-1")
     assert result["ok"] and result["summary"]["ok"] == 12
     seedings, out = StepStore(cfg.stores.seedings), StepStore(cfg.stores.output)
     step = H(2019, 3, 2, 15)
@@ -66,26 +67,27 @@ def test_sensornet_trains_infers_and_is_scored_through_the_flows(tmp_path, dask_
     assert report["methods"]["model"]["rmse"] < 3 and report["methods"]["model"]["ms_per_field"] > 0
 
 
-def _sequence(field: np.ndarray, seed: int = 0) -> tuple[SensorSequence, list[np.ndarray]]:
-    """Sensor lists of every step of ``field`` (T, ny, nx) at random cells (15 %)."""
+def _sequence(field: np.ndarray, seed: int = 0, percent: int = 15) -> tuple[SensorSequence, list[np.ndarray]]:
+    """Sensor lists of every step of ``field`` (T, ny, nx) at random cells (``percent`` %)."""
     rng = np.random.default_rng(seed)
     t, ny, nx = field.shape
-    picks = [np.sort(rng.choice(ny * nx, ny * nx * 15 // 100, replace=False)) for _ in range(t)]
+    picks = [np.sort(rng.choice(ny * nx, ny * nx * percent // 100, replace=False)) for _ in range(t)]
     sensors = [(i.astype(np.int64), field[k].ravel()[i].astype(np.float32)) for k, i in enumerate(picks)]
     return SensorSequence(sensors, np.linspace(0, 1, t, endpoint=False)), picks
 
 
-@pytest.mark.parametrize(("base", "patch"), [("linear", 0), ("kriging", 8)])
-def test_sensornet_training_and_its_statistics_read_only_sensors(base, patch):
-    """Whole-domain samples with a linear base, and patches with a kriging base (its variogram
-    fitted to the sensors): poison in every cell without a sensor changes nothing."""
+@pytest.mark.parametrize(("base", "patch", "pool_sigma"), [("linear", 0, 0.0), ("kriging", 8, 0.0), ("cubic", 8, 2.0)])
+def test_sensornet_training_and_its_statistics_read_only_sensors(base, patch, pool_sigma):
+    """Whole-domain samples with a linear base; patches with a kriging base (its variogram
+    fitted to the sensors); patches with a cubic base pooled over the window's steps: poison
+    in every cell without a sensor changes nothing."""
     rng = np.random.default_rng(1)
     ny, nx, t = 24, 32, 20
     yy, xx = np.mgrid[0:ny, 0:nx]
     clean = np.stack([np.sin(xx / 5.0 + k / 3) + np.cos(yy / 4.0) + 0.1 * rng.normal(size=(ny, nx))
                       for k in range(t)]).astype(np.float32)
     _, picks = _sequence(clean)
-    cfg = SensorNetConfig(**{**TINY, "base": base, "patch": patch})
+    cfg = SensorNetConfig(**{**TINY, "base": base, "patch": patch, "pool_sigma": pool_sigma})
     assert uses_patches((ny, nx), patch) == (patch > 0)
     land = np.zeros((ny, nx), bool)
     runs = []
@@ -153,3 +155,53 @@ def test_zoo_trainer_loss_and_statistics_never_read_empty_cells(tmp_path):
         histories.append([(r.train_content, r.val_content) for r in result.history])
     assert histories[1] == histories[0] and histories[2] == histories[0]
     assert all(np.isfinite(v).all() for v in histories[0])
+
+
+def test_pooled_engine_starts_at_the_pooled_interpolant_and_keeps_every_sensor():
+    """With ``pool_sigma`` an untrained net (zero last layer) returns the interpolant of the
+    step's sensors pooled with its window's, drift-corrected: equal to the sensor values at the
+    step's sensors, and different from the step's own interpolant between them."""
+    from model.sensornet import SensorNet, input_channels
+    from model.sensornet_fit import SensorNetEngine, offsets
+    from pipeline.sensor_features import base_interpolant, drift_reference, pool_sensors
+
+    ny, nx, t = 24, 32, 6
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    field = np.stack([np.sin(xx / 5.0 + k / 4) + np.cos(yy / 4.0) for k in range(t)]).astype(np.float32)
+    seq, _ = _sequence(field)
+    ctx = fit_context(seq.sensors, seq.phases, np.zeros((ny, nx), bool), groups=2, base="cubic")
+    cfg = SensorNetConfig(**{**TINY, "base": "cubic", "pool_sigma": 2.0})
+    net = SensorNet(input_channels(len(offsets(cfg.window, cfg.window_steps)), 1, 5), features=8, depth=1)
+    pred = SensorNetEngine(net, ctx, cfg, {}).predict(seq, [t - 1])[0]
+    refs = [drift_reference(base_interpolant(i, ctx.normalise(v), (ny, nx), "cubic"), 2.0) for i, v in seq.sensors]
+    index, value = seq.sensors[t - 1]
+    others = [(seq.sensors[u][0], ctx.normalise(seq.sensors[u][1]), refs[u]) for u in (t - 2, t - 3)]
+    pi, pv = pool_sensors(index, ctx.normalise(value), refs[t - 1], others)
+    expected = base_interpolant(pi, pv, (ny, nx), "cubic") * ctx.std + ctx.mean
+    np.testing.assert_allclose(pred, expected, atol=1e-4)
+    np.testing.assert_allclose(pred.ravel()[index], value, atol=1e-4)
+    alone = base_interpolant(index, value, (ny, nx), "cubic")
+    assert np.abs(pred - alone).max() > 1e-3
+
+
+def test_a_patch_pools_nearly_what_the_whole_grid_pools():
+    """A training patch pools only the sensors near it (4 % of the cells per step, as the SST
+    demo seeds): inside the patch its base is the whole grid's pooled base to within 2 % of the
+    field's spread at 99 % of the cells. The rest are ties of the Delaunay triangulation of grid
+    points (four sensors on one circle), which qhull breaks differently for another point set."""
+    from model.sensornet_fit import _Channels, offsets
+
+    ny, nx, t = 60, 90, 5
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    field = np.stack([np.sin(xx / 7.0 + k / 4) * np.cos(yy / 6.0) for k in range(t)]).astype(np.float32)
+    seq, _ = _sequence(field, percent=4)
+    ctx = fit_context(seq.sensors, seq.phases, np.zeros((ny, nx), bool), groups=2, base="cubic")
+    chans = _Channels(seq, ctx, sigma=3.0)
+    offs = offsets("causal", 3)
+    index, value = seq.sensors[t - 1]
+    whole = chans.pooled_centre(t - 1, index, value, offs)
+    for box in [(10, 42, 30, 62), (0, 32, 0, 32), (28, 60, 58, 90)]:
+        part = chans.pooled_centre(t - 1, index, value, offs, box)
+        crop = whole[:, box[0] : box[1], box[2] : box[3]]
+        np.testing.assert_array_equal(part[[0, 1, 3]], crop[[0, 1, 3]])
+        assert np.percentile(np.abs(part[2] - crop[2]), 99) < 0.02 * float(np.ptp(whole[2]))
