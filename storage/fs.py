@@ -62,3 +62,50 @@ def list_names(path: str, storage_options: dict[str, Any] | None = None) -> list
     except FileNotFoundError:
         return []
     return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+
+def remove_file(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Remove one object or file; nothing happens when it does not exist."""
+    fs, inner = filesystem(path, storage_options)
+    try:
+        fs.rm_file(inner)
+    except FileNotFoundError:
+        pass
+
+
+def remove_tree(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Remove a directory (or every object under a prefix); nothing happens when it is absent."""
+    fs, inner = filesystem(path, storage_options)
+    try:
+        fs.rm(inner, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def check_store_location(path: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """Why a store cannot be written at ``path`` (one line naming it), or None when it can.
+
+    Local: the path or one of its parents is a regular file, or the nearest existing folder is
+    read-only. Remote: the bucket (the URL's first part) does not exist or cannot be listed.
+    """
+    if is_local(path):
+        local = os.path.abspath(str(path).removeprefix("file://"))
+        probe = local
+        while not os.path.exists(probe):
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                break
+            probe = parent
+        if os.path.exists(probe) and not os.path.isdir(probe):
+            return f"{path}: {probe} is a file; a Zarr store is a folder"
+        if not os.access(probe, os.W_OK):
+            return f"{path}: {probe} is read-only; the store cannot be written"
+        return None
+    try:
+        fs, inner = filesystem(path, storage_options)
+        bucket = inner.strip("/").split("/", 1)[0]
+        if not fs.exists(bucket):
+            return f"{path}: the bucket {bucket!r} does not exist (create it first, or fix the URL)"
+    except (OSError, ValueError) as exc:  # unreachable endpoint, refused credentials
+        return f"{path}: cannot reach the store's location ({type(exc).__name__}: {exc})"
+    return None

@@ -29,11 +29,15 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from pipeline.secrets import redact_options
 from pipeline.steps import DAILY, Cadence, Step, parse_step, step_label
 from storage import fs
 from storage.cf import TIME_CALENDAR, time_attrs
 
 MARKER_DIR = "_seedfield/commits"
+#: Suffix of the note written beside a store (``raw.zarr`` → ``raw.zarr.creating.json``) before
+#: its template and removed once the template is complete.
+CREATING = ".creating.json"
 STEP_ATTR = "seedfield_step"
 
 
@@ -60,6 +64,11 @@ class StaticVar:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+def creating_note(path: str) -> str:
+    """Where :meth:`StepStore.create` notes that it is creating the store at ``path``."""
+    return str(path).rstrip("/") + CREATING
+
+
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     """Every day from start to end, both included."""
     if end < start:
@@ -84,7 +93,16 @@ class StepStore:
     # -- creation -------------------------------------------------------------------------
     @staticmethod
     def exists(path: str, storage_options: dict[str, Any] | None = None) -> bool:
-        return fs.read_bytes_or_none(fs.join(str(path), "zarr.json"), storage_options) is not None
+        """True when a complete store is at ``path`` (one whose creation was interrupted is not:
+        :meth:`create` replaces it)."""
+        return (fs.read_bytes_or_none(fs.join(str(path), "zarr.json"), storage_options) is not None
+                and not StepStore.interrupted(path, storage_options))
+
+    @staticmethod
+    def interrupted(path: str, storage_options: dict[str, Any] | None = None) -> bool:
+        """True when :meth:`create` began a store at ``path`` and was stopped before it finished
+        (its :data:`CREATING` note is still there). Such a store holds no committed step."""
+        return fs.read_bytes_or_none(creating_note(path), storage_options) is not None
 
     @classmethod
     def create(
@@ -98,15 +116,26 @@ class StepStore:
         storage_options: dict[str, Any] | None = None,
         cadence: Cadence = DAILY,
     ) -> StepStore:
-        """Write the template: coordinates, static variables and the metadata of per-step ones."""
-        if cls.exists(path, storage_options):
-            raise StoreError(f"{path}: a store already exists here; open it instead of creating it")
+        """Write the template: coordinates, static variables and the metadata of per-step ones.
+
+        Crash-safe: a :data:`CREATING` note is written before anything else and removed last, so
+        a run killed at any moment in between leaves a store that :meth:`exists` does not
+        accept and that the next ``create`` removes and writes again. The note is only written
+        where nothing is stored yet, so a store made by anything else is never removed.
+        """
         if not steps:
             raise StoreError(f"{path}: a store needs at least one step")
+        if cls.interrupted(path, storage_options):
+            fs.remove_tree(path, storage_options)
+        elif fs.read_bytes_or_none(fs.join(str(path), "zarr.json"), storage_options) is not None:
+            raise StoreError(f"{path}: a store already exists here; open it instead of creating it")
+        elif fs.list_names(path, storage_options):
+            raise StoreError(f"{path}: holds other files; a new store needs an empty or absent location")
+        fs.write_bytes_atomic(creating_note(path), b'{"creating": true}\n', storage_options)
         first, last = min(steps), max(steps)
         steps = [cadence.shift(first, k) for k in range(cadence.offset(first, last) + 1)]
         ntime = len(steps)
-        attrs = dict(attrs or {})
+        attrs = redact_options(dict(attrs or {}))  # a store never holds a credential
         if cadence != DAILY:  # a daily store keeps the attributes of the daily-only releases
             attrs[STEP_ATTR] = cadence.code
         ds = xr.Dataset(attrs=attrs)
@@ -142,6 +171,7 @@ class StepStore:
         )
         store = cls(path, storage_options)
         store.group.create_group("_seedfield")
+        fs.remove_file(creating_note(path), storage_options)
         return store
 
     # -- metadata -------------------------------------------------------------------------
@@ -181,7 +211,13 @@ class StepStore:
     def _time_axis(self) -> tuple[Step, int]:
         axis = self.__dict__.get("_axis")
         if axis is None:
-            arr = self.group["time"]
+            try:
+                arr = self.group["time"]
+            except KeyError as exc:
+                raise StoreError(
+                    f"{self.path}: the store has no time axis (its creation was interrupted by a release "
+                    "without crash-safe creation); remove the store and run again"
+                ) from exc
             axis = (self.cadence.from_time_number(int(arr[0])), int(arr.shape[0]))
             self._axis = axis
         return axis
@@ -191,7 +227,7 @@ class StepStore:
         return dict(self.group.attrs)
 
     def update_attrs(self, **attrs: Any) -> None:
-        self.group.attrs.update(attrs)
+        self.group.attrs.update(redact_options(attrs))
 
     @property
     def steps(self) -> list[Step]:
@@ -258,8 +294,18 @@ class StepStore:
 
     # -- step data ------------------------------------------------------------------------
     def write_step(self, step: Step, arrays: Mapping[str, np.ndarray]) -> None:
-        """Region-write one step of each named per-step variable (exactly one chunk each)."""
+        """Region-write one step of each named per-step variable (exactly one chunk each).
+
+        A step whose marker says ``ok`` is first marked ``rewriting``: a run killed while it
+        replaces the step's chunks leaves the step invisible to readers (never a mix of the old
+        and the new version shown as good), and the next run writes it again.
+        """
         i = self.index(step)
+        old = self.marker(step)
+        if old is not None and old.get("status") == "ok":
+            body = {"day": step_label(step), "status": "rewriting", "replacing": old.get("written_at")}
+            fs.write_bytes_atomic(self._marker_path(step), json.dumps(body, indent=1, sort_keys=True).encode(),
+                                  self.storage_options)
         for name, values in arrays.items():
             arr = self.array(name)
             values = np.asarray(values)
@@ -290,7 +336,7 @@ class StepStore:
         The marker's ``"day"`` key holds the step's label (its name since the daily-only
         releases, kept so that their markers stay valid and unchanged re-runs write nothing).
         """
-        body = {"day": step_label(step), **payload}
+        body = redact_options({"day": step_label(step), **payload})  # markers never hold a credential
         old = self.marker(step)
         if old is not None and {k: v for k, v in old.items() if k != "written_at"} == body:
             return False
