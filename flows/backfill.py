@@ -35,6 +35,7 @@ from flows.locks import pipeline_locks
 from flows.prepare import prepare_flow
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise
+from flows.states import finish, run_flow
 from pipeline.steps import DAILY, Cadence, parse_step, step_label
 from storage.model_registry import ModelRegistry
 from storage.step_store import StepStore
@@ -113,9 +114,9 @@ def run_backfill(
                     t0 = time.perf_counter()
                     lo, hi = todo[0], todo[-1]
                     try:
-                        ingest_flow(cfg, lo, hi)
-                        prepare_flow(cfg, lo, hi, force=force)
-                        result = infer_flow(cfg, lo, hi, model_id, force=force)
+                        run_flow(ingest_flow, cfg, lo, hi)
+                        run_flow(prepare_flow, cfg, lo, hi, force=force)
+                        result = run_flow(infer_flow, cfg, lo, hi, model_id, force=force)
                     except Exception as exc:
                         chunk_rows.append({**row, "outcome": f"crashed: {type(exc).__name__}: {exc}"[:300],
                                            "seconds": round(time.perf_counter() - t0, 1)})
@@ -161,4 +162,4 @@ def backfill_flow(
     progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Ingest, prepare and reconstruct [start, end] chunk by chunk; resumable, locked."""
-    return run_backfill(config, start, end, chunk_days, force, model_id, progress_bar)
+    return finish(run_backfill(config, start, end, chunk_days, force, model_id, progress_bar))

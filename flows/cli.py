@@ -18,9 +18,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flows.config import SeedfieldConfig, load_config
 from pipeline.errors import SeedfieldError
+from pipeline.secrets import redact_text
 from storage.model_registry import RegistryError
 from storage.step_store import StoreError
 
@@ -31,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 EXIT_PARTIAL = 3
@@ -52,6 +54,40 @@ def _step(value: dt.datetime) -> dt.date:
     return value.date() if value.time() == dt.time(0) else value
 
 
+def _run(flow: Any, *args: Any, **kwargs: Any) -> Any:
+    """:func:`flows.states.run_flow` (imported here: Prefect loads only for commands that run flows)."""
+    from flows.states import run_flow
+
+    return run_flow(flow, *args, **kwargs)
+
+
+def _period(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date]:
+    """``--start`` and ``--end`` as step bounds; a ConfigError when the period is empty."""
+    if end < start:
+        from flows.config import ConfigError
+
+        raise ConfigError(f"--start {_step(start)} is after --end {_step(end)}: expected start <= end")
+    return _step(start), _step(end)
+
+
+def _needs_archive(cfg: SeedfieldConfig) -> None:
+    """A ConfigError before any flow starts when the command needs the archive and has none."""
+    if not cfg.archive.source:
+        from flows.config import ConfigError
+
+        raise ConfigError("config key 'archive.source': not set; pass --archive or set [archive] source")
+
+
+def _writable(cfg: SeedfieldConfig, *names: str) -> None:
+    """A StoreError (one line naming the store) when a store the command writes cannot be."""
+    from storage.fs import check_store_location
+
+    for name in names:
+        why = check_store_location(getattr(cfg.stores, name), cfg.stores.storage_options or None)
+        if why:
+            raise StoreError(why)
+
+
 def _config(path: Path | None, **overrides: Any) -> SeedfieldConfig:
     return load_config(path, overrides)
 
@@ -70,7 +106,7 @@ def _pair(text: str | None, option: str) -> list[float] | None:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(redact_text(str(exc)))}")
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -79,7 +115,7 @@ def _finish(result: dict[str, Any]) -> None:
     out.print(f"[bold]{result['store']}[/]: {counts}")
     if not result["ok"]:
         days = result.get("failed_days", [])
-        err.print(f"[yellow]some days failed or were missing[/] {days[:10]}{' …' if len(days) > 10 else ''}")
+        err.print(f"[yellow]some days failed or were missing[/] {escape(str(days[:10]))}{' …' if len(days) > 10 else ''}")
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -135,7 +171,9 @@ def ingest(
                        "archive.step": step, "archive.valid_range": _pair(valid_range, "--valid-range"),
                        "dask.address": dask_address, "dask.n_workers": workers},
         )
-        result = ingest_flow(cfg, _step(start), _step(end), str(json_report) if json_report else None, progress_bar=True)
+        _needs_archive(cfg)
+        _writable(cfg, "raw")
+        result = _run(ingest_flow, cfg, *_period(start, end), str(json_report) if json_report else None, progress_bar=True)
     except (SeedfieldError, StoreError) as exc:
         _fail(exc)
     _finish(result)
@@ -174,7 +212,8 @@ def prepare(
                 "dask.address": dask_address, "dask.n_workers": workers,
             },
         )
-        result = prepare_flow(cfg, _step(start), _step(end), force=force,
+        _writable(cfg, "seedings")
+        result = _run(prepare_flow, cfg, *_period(start, end), force=force,
                               report=str(json_report) if json_report else None, progress_bar=True)
     except (SeedfieldError, StoreError) as exc:
         _fail(exc)
@@ -202,7 +241,7 @@ def train(
         cfg = _config(config, **{"stores.seedings": store, "train.epochs": epochs, "train.device": device,
                                  "stores.registry": registry, "split.processes": processes,
                                  "train.architecture": architecture})
-        result = train_flow(cfg, _step(start), _step(end), model_id)
+        result = train_flow(cfg, *_period(start, end), model_id)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
     out.print(f"model [bold]{result['model_id']}[/] (epoch {result['kept_epoch']}) published to "
@@ -229,7 +268,8 @@ def infer(
     try:
         cfg = _config(config, **{"stores.seedings": store, "stores.output": output, "stores.registry": registry,
                                  "infer.tile": tile, "infer.batch_size": batch_size, "infer.device": device})
-        result = infer_flow(cfg, _step(start), _step(end), model, force=force, progress_bar=True)
+        _writable(cfg, "output")
+        result = _run(infer_flow, cfg, *_period(start, end), model, force=force, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
     _finish(result)
@@ -252,7 +292,7 @@ def evaluate(
 
     try:
         cfg = _config(config, **{"stores.seedings": store, "stores.raw": raw, "stores.registry": registry})
-        report = evaluate_flow(cfg, _step(start), _step(end), str(json_out), model,
+        report = evaluate_flow(cfg, *_period(start, end), str(json_out), model,
                                str(plots) if plots else None, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
@@ -284,7 +324,7 @@ def compare(
             "compare.architectures": [a.strip() for a in architectures.split(",") if a.strip()] if architectures else None,
             "compare.epochs": epochs, "compare.max_batches_per_epoch": batches,
         })
-        report = compare_flow(cfg, _step(start), _step(end), str(json_out),
+        report = compare_flow(cfg, *_period(start, end), str(json_out),
                               str(markdown) if markdown else None, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
@@ -325,7 +365,7 @@ def show_config(config: ConfigOpt = None) -> None:
 def _exit_if_partial(result: dict[str, Any]) -> None:
     if not result["ok"]:
         days = result.get("failed_days", [])
-        err.print(f"[yellow]some days failed or were missing[/] {days[:10]}{' …' if len(days) > 10 else ''}")
+        err.print(f"[yellow]some days failed or were missing[/] {escape(str(days[:10]))}{' …' if len(days) > 10 else ''}")
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -346,7 +386,9 @@ def daily(
 
     try:
         cfg = _config(config, **{"dask.address": dask_address, "dask.n_workers": workers})
-        result = daily_flow(cfg, date.date() if date else None, model, qa_threshold, lag_days, preliminary_window)
+        _needs_archive(cfg)
+        _writable(cfg, "raw", "seedings", "output")
+        result = _run(daily_flow, cfg, date.date() if date else None, model, qa_threshold, lag_days, preliminary_window)
     except (SeedfieldError, StoreError, RegistryError) as exc:
         _fail(exc)
     counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
@@ -377,7 +419,9 @@ def backfill(
 
     try:
         cfg = _config(config, **{"dask.address": dask_address, "dask.n_workers": workers})
-        result = backfill_flow(cfg, _step(start), _step(end), chunk_days, force, model, progress_bar=True)
+        _needs_archive(cfg)
+        _writable(cfg, "raw", "seedings", "output")
+        result = _run(backfill_flow, cfg, *_period(start, end), chunk_days, force, model, progress_bar=True)
     except (SeedfieldError, StoreError, RegistryError, ValueError) as exc:
         _fail(exc)
     counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
@@ -434,12 +478,23 @@ def deploy_train(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. ``--debug`` anywhere on the line keeps the traceback of an
+    unexpected error; without it a filesystem error (a store path that is a file, a missing
+    bucket, a full disk, a read-only store) is one line naming the path, exit 2."""
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
     try:
-        app()
+        app(prog_name="seedfield")
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        where = exc.filename or "a store or archive"
+        err.print(f"[bold red]error:[/] {escape(str(where))}: {escape(exc.strerror or str(exc) or type(exc).__name__)}")
+        sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

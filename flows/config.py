@@ -11,10 +11,19 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from model.config import ARCHITECTURES, Network, SensorNetConfig, TrainConfig
 from pipeline.errors import SeedfieldError
+from pipeline.secrets import redact_options, redact_url
 from pipeline.seeding import SeedingParams
 from pipeline.steps import Cadence
 
@@ -39,6 +48,14 @@ class ArchiveSettings(_Section):
         "or 'climatology'; None = detected from the files (daily when they cannot tell)",
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+
+    @field_serializer("source", when_used="json")
+    def _shown_source(self, v: str | None) -> str | None:
+        return None if v is None else redact_url(v)  # Prefect's parameters and `config show`
+
+    @field_serializer("storage_options", when_used="json")
+    def _shown_options(self, v: dict[str, Any]) -> dict[str, Any]:
+        return redact_options(v)
 
     @field_validator("step")
     @classmethod
@@ -67,6 +84,14 @@ class StoreSettings(_Section):
     output: str = "seedfield-data/reconstruction.zarr"
     registry: str = "seedfield-data/models"
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_serializer("raw", "seedings", "output", "registry", when_used="json")
+    def _shown_path(self, v: str) -> str:
+        return redact_url(v)  # Prefect's parameters and `config show`
+
+    @field_serializer("storage_options", when_used="json")
+    def _shown_options(self, v: dict[str, Any]) -> dict[str, Any]:
+        return redact_options(v)
 
 
 class DaskSettings(_Section):

@@ -36,6 +36,7 @@ from flows.ingest import ingest_flow, known_cadence
 from flows.locks import pipeline_locks
 from flows.prepare import prepare_flow
 from flows.reports import StepOutcome, summarise
+from flows.states import finish, run_flow
 from pipeline.quicklook import data_uri, quicklook_png
 from pipeline.steps import parse_step, step_label
 from storage.model_registry import ModelRegistry
@@ -134,7 +135,7 @@ def run_daily(
         for lock in held:
             for who in lock.took_over:
                 logger.warning("took over a stale lock of %s: %s", lock.store, who)
-        ingest_flow(cfg, day, day)
+        run_flow(ingest_flow, cfg, day, day)
         # the day's steps: the day itself, its hours on a sub-daily axis, its month on a monthly one
         steps = raw.steps_between(day, day)
         targets = [s for s in steps if (raw.marker(s) or {}).get("status") == "ok"]
@@ -143,7 +144,7 @@ def run_daily(
         if prelim:
             before = {d: raw.marker(d) for d in prelim}
             logger.info("re-ingesting %d preliminary day(s) %s…%s", len(prelim), prelim[0], prelim[-1])
-            ingest_flow(cfg, prelim[0], prelim[-1])
+            run_flow(ingest_flow, cfg, prelim[0], prelim[-1])
             for d in prelim:
                 after = raw.marker(d) or {}
                 if after.get("status") == "ok" and after.get("sha256") != (before[d] or {}).get("sha256"):
@@ -153,8 +154,8 @@ def run_daily(
         rows: list[dict[str, Any]] = []
         if targets:
             lo, hi = targets[0], targets[-1]
-            prepare_flow(cfg, lo, hi)
-            inferred = infer_flow(cfg, lo, hi, model_id, qa_threshold=qa_threshold, cross_validate=True)
+            run_flow(prepare_flow, cfg, lo, hi)
+            inferred = run_flow(infer_flow, cfg, lo, hi, model_id, qa_threshold=qa_threshold, cross_validate=True)
             wanted = {step_label(d) for d in targets}
             rows = [r for r in inferred["days"] if r["day"] in wanted]
     for step in raw.steps_between(day, day) if StepStore.exists(raw.path, opts) else cadence.steps(day, day):
@@ -202,4 +203,4 @@ def daily_flow(
     preliminary_window: int = 21,
 ) -> dict[str, Any]:
     """Process one day (default: scheduled date − ``lag_days``) and refresh preliminary days."""
-    return run_daily(config, resolve_day(day, lag_days), model_id, qa_threshold, preliminary_window)
+    return finish(run_daily(config, resolve_day(day, lag_days), model_id, qa_threshold, preliminary_window))

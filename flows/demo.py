@@ -24,6 +24,7 @@ from flows.daily import daily_flow
 from flows.evaluate import evaluate_flow, markdown_table
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
+from flows.states import run_flow
 from flows.train import train_flow
 from pipeline.grid import Region
 from pipeline.sample_archive import write_sample_archive
@@ -65,15 +66,15 @@ def run_demo(out: Path, console: Console | None = None) -> dict[str, str]:
     if not archive.exists():
         write_sample_archive(archive, FIRST, (LAST - FIRST).days + 1, region=DEMO_REGION)
     stage("2/7 ingest")
-    ingest_flow(cfg, FIRST, LAST - step, report=str(out / "ingest-report.json"), progress_bar=True)
+    run_flow(ingest_flow, cfg, FIRST, LAST - step, report=str(out / "ingest-report.json"), progress_bar=True)
     stage("3/7 prepare: random sensors, LR bins, HR sparse targets, statistics")
-    prepare_flow(cfg, FIRST, LAST - step, report=str(out / "prepare-report.json"), progress_bar=True)
+    run_flow(prepare_flow, cfg, FIRST, LAST - step, report=str(out / "prepare-report.json"), progress_bar=True)
     stage(f"4/7 train {cfg.train.architecture} on {TRAIN[0]} … {TRAIN[1]}")
     model = train_flow(cfg, TRAIN[0], TRAIN[1], model_id="demo")
     stage(f"5/7 backfill {TEST[0]} … {LAST - step}")
-    backfill_flow(cfg, TEST[0], LAST - step, chunk_days=92)
+    run_flow(backfill_flow, cfg, TEST[0], LAST - step, chunk_days=92)
     stage(f"6/7 daily run for {LAST}")
-    daily_flow(cfg, LAST)
+    run_flow(daily_flow, cfg, LAST)
     stage(f"7/7 evaluate {TEST[0]} … {TEST[1]} against the full-resolution truth")
     report = evaluate_flow(cfg, TEST[0], TEST[1], str(out / "metrics.json"), plots_dir=str(out / "plots"),
                            progress_bar=True)

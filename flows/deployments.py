@@ -35,6 +35,7 @@ from prefect.types.entrypoint import EntrypointType
 from flows.backfill import run_backfill
 from flows.config import load_config
 from flows.daily import daily_run_name, resolve_day, run_daily
+from flows.states import finish
 from flows.train import train_flow
 
 DEFAULT_CRON = "0 6 * * *"
@@ -77,8 +78,8 @@ def backfill_deployment_flow(
     force: bool = False,
     model_id: str | None = None,
 ) -> dict[str, Any]:
-    """Deployment entry of the backfill flow."""
-    return run_backfill(load_config(config_path), start, end, chunk_days, force, model_id)
+    """Deployment entry of the backfill flow: the run ends Failed (red in the UI) when days failed."""
+    return finish(run_backfill(load_config(config_path), start, end, chunk_days, force, model_id))
 
 
 @flow(name="train", flow_run_name=_train_run_name)

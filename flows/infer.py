@@ -17,6 +17,7 @@ from flows.config import InferSettings, SeedfieldConfig
 from flows.prepare import chunks
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise
+from flows.states import finish
 from flows.windowed import run_windowed
 from pipeline.binning import block_mean
 from pipeline.regrid import NativeRegridder
@@ -214,8 +215,8 @@ def infer_flow(
         key="infer-summary",
     )
     logger.info("infer %s…%s with %s into %s: %s", start, end, model_id, out.path, counts)
-    return {"store": out.path, "model_id": model_id, "summary": counts, "days": rows,
+    return finish({"store": out.path, "model_id": model_id, "summary": counts, "days": rows,
             "failed_days": [r["day"] for r in rows if r["status"] in ("failed", "missing")],
-            "qa_flagged": [r["day"] for r in flagged], "ok": not any_failed(outcomes)}
+            "qa_flagged": [r["day"] for r in flagged], "ok": not any_failed(outcomes)})
 
 

@@ -19,6 +19,7 @@ from flows.reports import StepOutcome
 from pipeline.errors import ArchiveError
 from pipeline.grid import Grid, align_to_grid
 from pipeline.readers import read_archive_file, validate_step
+from pipeline.secrets import redact_text, redact_url
 from pipeline.sources import ArchiveFile, read_bytes
 from pipeline.steps import parse_step, step_label
 from storage.raw_store import LAND_MASK, raw_variable
@@ -45,6 +46,7 @@ def _is_ok(marker: dict[str, Any] | None) -> bool:
 def record_failure(store: StepStore, day_iso: str, status: str, source: str, message: str) -> StepOutcome:
     """Mark a step failed/missing, unless a good version is stored: that one is kept."""
     day = parse_step(day_iso)
+    source, message = redact_url(source), redact_text(message)
     old = store.marker(day)
     if _is_ok(old):
         message += f" (kept the version stored from {old.get('source')})"
@@ -65,14 +67,15 @@ def ingest_file_job(
     store = StepStore(store_path, store_options)
     variable = variable or raw_variable(store)
     wanted = {step_label(d) for d in file.steps}
+    shown = redact_url(file.url)  # what messages, markers and reports name; file.url is only read
     try:
         data = read_bytes(file.url, source_options)
         sha = hashlib.sha256(data).hexdigest()
         old = {d: store.marker(d) for d in file.steps}
         if all(_is_ok(m) and m.get("sha256") == sha for m in old.values()):
-            return [StepOutcome(step_label(d), "unchanged", file.url) for d in file.steps]
+            return [StepOutcome(step_label(d), "unchanged", shown) for d in file.steps]
         decoded = read_archive_file(
-            data, file.url, variable=variable, preliminary=file.preliminary, cadence=store.cadence
+            data, shown, variable=variable, preliminary=file.preliminary, cadence=store.cadence
         )
     except ArchiveError as exc:
         return [record_failure(store, d, "failed", file.url, str(exc)) for d in sorted(wanted)]
@@ -85,22 +88,22 @@ def ingest_file_job(
             continue
         wanted.discard(iso)
         try:
-            validate_step(day_field, file.url, valid_range)
-            values = align_to_grid(day_field.values, decoded.grid, grid, file.url)
+            validate_step(day_field, shown, valid_range)
+            values = align_to_grid(day_field.values, decoded.grid, grid, shown)
         except ArchiveError as exc:
             outcomes.append(record_failure(store, iso, "failed", file.url, str(exc)))
             continue
         before = old.get(day_field.step)
         if _is_ok(before) and not before.get("preliminary") and file.preliminary:
-            outcomes.append(StepOutcome(iso, "unchanged", file.url, "a final version is stored"))
+            outcomes.append(StepOutcome(iso, "unchanged", shown, "a final version is stored"))
             continue
         values = np.where(land, np.nan, values).astype("float32")
         store.write_step(day_field.step, {variable: values})
         store.commit(
             day_field.step,
-            {"status": "ok", "source": file.url, "sha256": sha, "preliminary": file.preliminary},
+            {"status": "ok", "source": shown, "sha256": sha, "preliminary": file.preliminary},
         )
-        outcomes.append(StepOutcome(iso, "ok", file.url))
+        outcomes.append(StepOutcome(iso, "ok", shown))
     for iso in sorted(wanted):
         outcomes.append(record_failure(store, iso, "failed", file.url, "the file holds no data for this step"))
     return outcomes

@@ -14,6 +14,7 @@ from flows.dask_runtime import dask_client, on_dask
 from flows.prepare_job import params_digest, prepare_days_job, stats_partial_job
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise, write_report
+from flows.states import finish
 from flows.windowed import run_windowed
 from pipeline.normalisation import NormStats, StreamingStats, finalize, finalize_seasonal
 from pipeline.seeding import SeedingParams, n_sensors, trim_shape
@@ -187,4 +188,4 @@ def prepare_flow(
     )
     if report:
         write_report(report, "prepare", outcomes, store=store.path, start=str(start), end=str(end))
-    return {"store": store.path, "summary": counts, "stats_days": n_stats, "ok": not any_failed(outcomes)}
+    return finish({"store": store.path, "summary": counts, "stats_days": n_stats, "ok": not any_failed(outcomes)})

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline.secrets import redact_text
+
 Status = Literal["ok", "unchanged", "failed", "missing", "skipped"]
 FAILED: frozenset[str] = frozenset({"failed", "missing"})
 
@@ -41,7 +43,7 @@ def write_report(path: str | Path, flow: str, outcomes: list[StepOutcome], **ext
         "days": [asdict(o) for o in sorted(outcomes, key=lambda o: o.day)],
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(body, indent=1))
+    Path(path).write_text(redact_text(json.dumps(body, indent=1)))  # a report never holds a credential
 
 
 def any_failed(outcomes: Iterable[StepOutcome]) -> bool:

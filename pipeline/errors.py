@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 
+from pipeline.secrets import redact_text
+
 
 class SeedfieldError(Exception):
     """Base for all user-facing errors."""
@@ -22,8 +24,8 @@ class ArchiveError(SeedfieldError):
     """
 
     def __init__(self, source: str, problem: str, day: datetime.date | None = None) -> None:
-        self.source = str(source)
-        self.problem = str(problem)
+        self.source = redact_text(str(source))  # an error message never carries a credential
+        self.problem = redact_text(str(problem))
         self.day = day
         where = self.source if day is None else f"{self.source} [{_label(day)}]"
         super().__init__(f"{where}: {self.problem}")

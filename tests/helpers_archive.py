@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import threading
@@ -35,10 +36,32 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+class _BasicAuthHandler(_QuietHandler):
+    """Answers 401 unless the request carries HTTP basic auth with the server's credentials."""
+
+    expected = ""
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="archive"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+    do_HEAD = do_GET
+
+
 @contextlib.contextmanager
-def serve_directory(root: Path) -> Iterator[str]:
-    """Serve ``root`` over HTTP on 127.0.0.1 (a free port) in a thread; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(root))
+def serve_directory(root: Path, credentials: tuple[str, str] | None = None) -> Iterator[str]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (a free port) in a thread; yields the base URL.
+    With ``credentials = (user, password)`` every request needs them (HTTP basic auth)."""
+    if credentials:
+        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        cls = type("_Auth", (_BasicAuthHandler,), {"expected": f"Basic {token}"})
+        handler = functools.partial(cls, directory=str(root))
+    else:
+        handler = functools.partial(_QuietHandler, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

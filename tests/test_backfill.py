@@ -21,6 +21,7 @@ from flows.config import ConfigError, load_config
 from flows.ingest import ingest_flow
 from flows.locks import LOCK_DIR, LockError, acquire
 from flows.prepare import prepare_flow
+from flows.states import run_flow
 from flows.train import train_flow
 from pipeline.sample_archive import write_sample_archive
 from storage.step_store import StepStore
@@ -50,8 +51,8 @@ def sample(tmp_path_factory, dask_cluster, prefect_server):
         "infer.batch_size": 1,
     }
     cfg = load_config(None, {**common, **stores(root, "train")})
-    assert ingest_flow(cfg, DAYS[0], DAYS[3])["ok"]
-    assert prepare_flow(cfg, DAYS[0], DAYS[3])["ok"]
+    assert run_flow(ingest_flow, cfg, DAYS[0], DAYS[3])["ok"]
+    assert run_flow(prepare_flow, cfg, DAYS[0], DAYS[3])["ok"]
     train_flow(cfg, DAYS[0], DAYS[3], model_id="tiny")
     return root, common
 
@@ -80,7 +81,7 @@ def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, 
     root, common = sample
     # 1. the reference: an uninterrupted backfill
     ref = load_config(None, {**common, **stores(root, "a")})
-    result = backfill_flow(ref, DAYS[0], DAYS[-1], chunk_days=CHUNK)
+    result = run_flow(backfill_flow, ref, DAYS[0], DAYS[-1], chunk_days=CHUNK)
     assert result["ok"] and result["summary"]["ok"] == N_DAYS and len(result["chunks"]) == 3
 
     # 2. the same backfill in another process, SIGKILLed once its first chunk is committed
@@ -115,7 +116,7 @@ def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, 
                    if p.is_file() and int(p.relative_to(root / "b" / "recon.zarr" / "sst" / "c").parts[0]) < CHUNK}
 
     # 4. started again: the dead run's locks are taken over, done chunks skipped, the rest written
-    result = backfill_flow(load_config(toml), DAYS[0], DAYS[-1], chunk_days=CHUNK)
+    result = run_flow(backfill_flow, load_config(toml), DAYS[0], DAYS[-1], chunk_days=CHUNK)
     assert result["ok"], result
     assert len(result["took_over_locks"]) == 3 and all(f"pid {proc.pid} " in w for w in result["took_over_locks"])
     assert result["chunks"][0]["outcome"] == "skipped (all days done)"

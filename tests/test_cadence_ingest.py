@@ -15,6 +15,7 @@ import xarray as xr
 
 from flows.config import ConfigError
 from flows.ingest import ingest_flow
+from flows.states import run_flow
 from pipeline.steps import CLIMATOLOGY, DAILY, HOURLY, MONTHLY
 from storage.raw_store import create_raw_store
 from storage.step_store import StepStore
@@ -50,7 +51,7 @@ def flow_warnings():
 def test_hourly_era5_file_ingests_unchanged_value_for_value(tmp_path, dask_cluster):
     cfg = flow_config(tmp_path, ERA5, dask_cluster.scheduler_address,
                       **{"archive.variable": "t2m", "archive.valid_range": T2M_RANGE})
-    result = ingest_flow(cfg, dt.date(2019, 3, 1), dt.date(2019, 3, 20))
+    result = run_flow(ingest_flow, cfg, dt.date(2019, 3, 1), dt.date(2019, 3, 20))
     assert result["ok"] and result["summary"]["ok"] == 480
 
     store = StepStore(cfg.stores.raw)
@@ -71,21 +72,21 @@ def test_hourly_era5_file_ingests_unchanged_value_for_value(tmp_path, dask_clust
     np.testing.assert_array_equal(ds.lat.values, lat[::-1])
 
     before = tree_digest(tmp_path / "raw.zarr")
-    again = ingest_flow(cfg, dt.date(2019, 3, 1), dt.date(2019, 3, 20))
+    again = run_flow(ingest_flow, cfg, dt.date(2019, 3, 1), dt.date(2019, 3, 20))
     assert again["summary"]["unchanged"] == 480
     assert tree_digest(tmp_path / "raw.zarr") == before  # not one byte changed
 
     # the store keeps its step: another step asked for later is refused with the reason
     daily = cfg.model_copy(update={"archive": cfg.archive.model_copy(update={"step": "1D"})})
     with pytest.raises(ConfigError, match="has the step '1h', not '1D'"):
-        ingest_flow(daily, dt.date(2019, 3, 1), dt.date(2019, 3, 2))
+        run_flow(ingest_flow, daily, dt.date(2019, 3, 1), dt.date(2019, 3, 2))
 
 
 def test_an_hourly_file_into_a_daily_store_is_refused_with_the_fix(tmp_path, dask_cluster):
     cfg = flow_config(tmp_path, ERA5, dask_cluster.scheduler_address,
                       **{"archive.variable": "t2m", "archive.valid_range": T2M_RANGE, "archive.step": "1D"})
     with pytest.raises(Exception, match=r"480 time steps fall into 20 1D steps \(e\.g\. 24 in 2019-03-01\).*set \[archive\] step \(e\.g\. '1h'\)"):
-        ingest_flow(cfg, dt.date(2019, 3, 1), dt.date(2019, 3, 1))
+        run_flow(ingest_flow, cfg, dt.date(2019, 3, 1), dt.date(2019, 3, 1))
 
 
 def _ersst_crop() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dt.datetime]]:
@@ -126,7 +127,7 @@ def test_monthly_netcdf3_archive_one_step_per_month_and_one_line_per_gap(tmp_pat
             value = (dt.datetime(when.year, when.month, when.day) - dt.datetime(1800, 1, 1)).days
             _write_cdf(archive / f"ersst.v5.{when:%Y%m}.cdf", sst[i : i + 1], lat, lon, [value], "days since 1800-01-01")
     cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
-    result = ingest_flow(cfg, dt.date(2010, 1, 1), dt.date(2011, 12, 31))
+    result = run_flow(ingest_flow, cfg, dt.date(2010, 1, 1), dt.date(2011, 12, 31))
     assert not result["ok"] and result["summary"] == {"ok": 20, "unchanged": 0, "skipped": 0, "failed": 0, "missing": 4}
 
     store = StepStore(cfg.stores.raw)
@@ -150,7 +151,7 @@ def test_year_zero_climatology_is_a_twelve_step_store(tmp_path, dask_cluster):
     archive.mkdir()
     _write_cdf(archive / "sst_climatology.cdf", clim, lat, lon, hours, "hour since 0000-01-01 00:00:00")
     cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
-    result = ingest_flow(cfg, dt.date(2000, 1, 1), dt.date(2000, 12, 31))
+    result = run_flow(ingest_flow, cfg, dt.date(2000, 1, 1), dt.date(2000, 12, 31))
     assert result["ok"] and result["summary"]["ok"] == 12
     store = StepStore(cfg.stores.raw)
     assert store.cadence == CLIMATOLOGY and len(store.steps) == 12
@@ -176,7 +177,7 @@ def test_a_daily_store_of_the_daily_only_release_opens_and_grows(tmp_path, dask_
     assert ds.time.attrs["units"].replace("T", " ") == "days since 1978-01-01 12:00:00"
     assert int(ds.time.values[0]) == 15340
 
-    result = ingest_flow(cfg, dt.date(2020, 1, 1), dt.date(2020, 1, 4))
+    result = run_flow(ingest_flow, cfg, dt.date(2020, 1, 1), dt.date(2020, 1, 4))
     assert result["ok"] and result["summary"]["ok"] == 4
     store = StepStore(cfg.stores.raw)
     assert store.cadence == DAILY and store.steps == [dt.date(2020, 1, d) for d in range(1, 5)]

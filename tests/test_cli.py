@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import xarray as xr
@@ -77,3 +78,37 @@ def test_compare_without_a_seedings_store_exits_2(tmp_path):
                             "--end", "2020-01-02", "--json", str(tmp_path / "z.json")])
     assert r.exit_code == EXIT_BAD_INPUT
     assert "none.zarr" in r.output and "prepare" in r.output
+
+
+def _cli(*args: str, cwd) -> tuple[int, list[str]]:
+    """Run the real ``seedfield`` entry point in a process; its exit code and non-empty lines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "60", "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    proc = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, env=env)
+    return proc.returncode, [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
+    """A period backwards, a store path that is a file (or lies under one), a message with
+    brackets: one line each (no traceback, not wrapped), naming the thing, exit 2."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a store")
+    code, lines = _cli("ingest", "--start", "2020-01-10", "--end", "2020-01-01", "--archive", str(tmp_path),
+                       "--store", str(tmp_path / "s.zarr"), cwd=tmp_path)
+    assert code == EXIT_BAD_INPUT and lines == ["error: --start 2020-01-10 is after --end 2020-01-01: expected start <= end"]
+    for store in (afile, afile / "sub" / "s.zarr"):
+        code, lines = _cli("ingest", "--start", "2020-01-01", "--end", "2020-01-01", "--archive", str(tmp_path),
+                           "--store", str(store), cwd=tmp_path)
+        assert code == EXIT_BAD_INPUT and len(lines) == 1, lines
+        assert lines[0] == f"error: {store}: {afile} is a file; a Zarr store is a folder"
+    assert afile.read_text() == "not a store"
+    code, lines = _cli("ingest", "--start", "2020-01-01", "--end", "2020-01-01", "--store", str(tmp_path / "s.zarr"),
+                       cwd=tmp_path)
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and "set [archive] source" in lines[0], lines

@@ -16,6 +16,7 @@ from flows.evaluate import evaluate_flow
 from flows.infer import infer_flow
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
+from flows.states import run_flow
 from flows.train import train_flow
 from pipeline.steps import HOURLY
 from storage.step_store import StepStore
@@ -36,8 +37,8 @@ def test_era5_hours_through_every_flow(tmp_path, dask_cluster):
         "infer.days_per_task": 12,
     })
     day1, day2 = dt.date(2019, 3, 1), dt.date(2019, 3, 2)
-    assert ingest_flow(cfg, day1, day2)["summary"]["ok"] == 48
-    prepared = prepare_flow(cfg, day1, day2)
+    assert run_flow(ingest_flow, cfg, day1, day2)["summary"]["ok"] == 48
+    prepared = run_flow(prepare_flow, cfg, day1, day2)
     assert prepared["ok"] and prepared["summary"]["ok"] == 48 and prepared["stats_days"] == 48
 
     seedings = StepStore(cfg.stores.seedings)
@@ -50,14 +51,14 @@ def test_era5_hours_through_every_flow(tmp_path, dask_cluster):
     trained = train_flow(cfg, day1, H(2019, 3, 2, 11), model_id="hourly-1")  # 36 hours: 29 train, 7 validate
     assert trained["model_id"] == "hourly-1"
 
-    inferred = infer_flow(cfg, H(2019, 3, 2, 12), day2, "hourly-1")
+    inferred = run_flow(infer_flow, cfg, H(2019, 3, 2, 12), day2, "hourly-1")
     assert inferred["ok"] and inferred["summary"]["ok"] == 12
     assert [r["day"] for r in inferred["days"]][:2] == ["2019-03-02T12", "2019-03-02T13"]
     out = xr.open_zarr(cfg.stores.output, consolidated=False)
     assert out.sizes["time"] == 12 and out.time.values[0] == np.datetime64("2019-03-02T12:00")
     assert np.isfinite(out.sst.values).all()  # no land in this domain
     before = tree_digest(tmp_path / "recon.zarr" / "sst")
-    assert infer_flow(cfg, H(2019, 3, 2, 12), day2, "hourly-1")["summary"]["unchanged"] == 12
+    assert run_flow(infer_flow, cfg, H(2019, 3, 2, 12), day2, "hourly-1")["summary"]["unchanged"] == 12
     assert tree_digest(tmp_path / "recon.zarr" / "sst") == before
 
     report = evaluate_flow(cfg, H(2019, 3, 2, 12), day2, str(tmp_path / "m.json"), "hourly-1")

@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 from flows.ingest import ingest_flow
+from flows.states import run_flow
 from pipeline.oisst import oisst_relpath
 from pipeline.sample_archive import write_sample_archive
 from storage.step_store import StepStore
@@ -36,7 +37,7 @@ def copy_archive(src, dst):
 
 def test_ten_days_land_mask_cf_and_idempotent_rerun(tmp_path, archive10, dask_cluster):
     cfg = flow_config(tmp_path, archive10, dask_cluster.scheduler_address)
-    result = ingest_flow(cfg, START, START + dt.timedelta(days=9), report=str(tmp_path / "r.json"))
+    result = run_flow(ingest_flow, cfg, START, START + dt.timedelta(days=9), report=str(tmp_path / "r.json"))
     assert result["ok"] and result["summary"]["ok"] == 10
 
     ds = xr.open_zarr(cfg.stores.raw, consolidated=False)
@@ -58,7 +59,7 @@ def test_ten_days_land_mask_cf_and_idempotent_rerun(tmp_path, archive10, dask_cl
     assert marker["status"] == "ok" and len(marker["sha256"]) == 64 and marker["source"].endswith("20200101.nc")
 
     before = tree_digest(tmp_path / "raw.zarr")
-    again = ingest_flow(cfg, START, START + dt.timedelta(days=9))
+    again = run_flow(ingest_flow, cfg, START, START + dt.timedelta(days=9))
     assert again["summary"]["unchanged"] == 10
     assert tree_digest(tmp_path / "raw.zarr") == before  # not one byte changed
 
@@ -68,7 +69,9 @@ def test_truncated_file_is_reported_and_the_other_days_stored(tmp_path, archive1
     bad = archive / oisst_relpath(START + dt.timedelta(days=4))
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
     cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
-    result = ingest_flow(cfg, START, START + dt.timedelta(days=9), report=str(tmp_path / "r.json"))
+    state = ingest_flow(cfg, START, START + dt.timedelta(days=9), report=str(tmp_path / "r.json"), return_state=True)
+    assert state.is_failed() and state.message == "1 of 10 steps failed or missing: 2020-01-05; the rest is stored"
+    result = state.result(raise_on_failure=False)  # the run the UI shows red keeps its result
     assert not result["ok"] and result["failed_days"] == ["2020-01-05"]
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"]["ok"] == 9 and report["summary"]["failed"] == 1
@@ -104,7 +107,7 @@ def test_bad_inputs_each_named_and_the_rest_ingested(tmp_path, archive10, dask_c
         nc["sst"][:] = v
 
     cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
-    result = ingest_flow(cfg, d[0], d[9], report=str(tmp_path / "r.json"))
+    result = run_flow(ingest_flow, cfg, d[0], d[9], report=str(tmp_path / "r.json"))
     report = {e["day"]: e for e in json.loads((tmp_path / "r.json").read_text())["days"]}
     assert [report[x.isoformat()]["status"] for x in d] == [
         "ok", "failed", "failed", "failed", "missing", "failed", "failed", "ok", "ok", "ok"]
@@ -123,7 +126,7 @@ def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, 
     archive = tmp_path / "archive"
     write_sample_archive(archive, START, 3, region=TEST_REGION, preliminary_last=2)
     cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
-    ingest_flow(cfg, START, START + dt.timedelta(days=2))
+    run_flow(ingest_flow, cfg, START, START + dt.timedelta(days=2))
     store = StepStore(cfg.stores.raw)
     assert [store.marker(x)["preliminary"] for x in days(START, 3)] == [False, True, True]
     day0 = store.read_step(START, ["sst"])["sst"]
@@ -135,7 +138,7 @@ def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, 
     write_sample_archive(final, START + dt.timedelta(days=1), 2, region=TEST_REGION)
     for x in days(START + dt.timedelta(days=1), 2):
         shutil.copy(final / oisst_relpath(x), archive / oisst_relpath(x))
-    result = ingest_flow(cfg, START, START + dt.timedelta(days=2))
+    result = run_flow(ingest_flow, cfg, START, START + dt.timedelta(days=2))
     assert result["summary"]["failed"] == 1
     assert store.marker(START)["status"] == "ok"
     np.testing.assert_array_equal(store.read_step(START, ["sst"])["sst"], day0)

@@ -18,6 +18,7 @@ from flows.evaluate import evaluate_flow
 from flows.infer import infer_flow
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
+from flows.states import run_flow
 from flows.train import split_days, train_flow
 from model.checkpoint import load_checkpoint
 from model.config import ARCHITECTURES
@@ -44,8 +45,8 @@ def prepared(tmp_path_factory, dask_cluster, prefect_server):
         "train.checkpoint_every": 1, "infer.days_per_task": 5,
     })
     end = START + dt.timedelta(days=N_DAYS - 1)
-    assert ingest_flow(cfg, START, end)["ok"]
-    assert prepare_flow(cfg, START, end)["ok"]
+    assert run_flow(ingest_flow, cfg, START, end)["ok"]
+    assert run_flow(prepare_flow, cfg, START, end)["ok"]
     return cfg, root
 
 
@@ -76,7 +77,7 @@ def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
     if ModelRegistry(cfg.stores.registry).current() is None:
         train_flow(cfg, START, START + dt.timedelta(days=15), model_id="tiny-1")
     a, b = START + dt.timedelta(days=16), START + dt.timedelta(days=N_DAYS - 1)
-    result = infer_flow(cfg, a, b)
+    result = run_flow(infer_flow, cfg, a, b)
     assert result["summary"]["ok"] == 8 and result["ok"]
     ds = xr.open_zarr(cfg.stores.output, consolidated=False)
     assert ds.sizes == {"time": 8, "lat": 64, "lon": 128}
@@ -86,7 +87,7 @@ def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
     assert ds.sst.attrs["standard_name"] == "sea_surface_temperature"
     assert np.isfinite(ds.qa_rebin_rmse.values).all()
     before = tree_digest(root / "recon.zarr")
-    assert infer_flow(cfg, a, b)["summary"]["unchanged"] == 8
+    assert run_flow(infer_flow, cfg, a, b)["summary"]["unchanged"] == 8
     assert {k: v for k, v in tree_digest(root / "recon.zarr").items() if k != "zarr.json"} == \
         {k: v for k, v in before.items() if k != "zarr.json"}
     assert StepStore(cfg.stores.output).marker(a)["model_id"] == "tiny-1"
@@ -113,7 +114,7 @@ def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
     assert any(p.name.startswith("maps-") for p in (tmp_path / "plots").iterdir())
     assert report["n_days"] == 6
     # the model is scored on exactly what the infer flow writes (coastal fill, land mask and all)
-    infer_flow(cfg, a, a)
+    run_flow(infer_flow, cfg, a, a)
     truth = StepStore(cfg.stores.raw).read_step(a, ["sst"])["sst"][:64, :128]
     stored = StepStore(cfg.stores.output).read_step(a, ["sst"])["sst"]
     ocean = np.isfinite(truth) & np.isfinite(stored)
@@ -164,7 +165,7 @@ def test_compare_trains_every_architecture_and_a_zoo_model_runs_in_the_infer_flo
     # a zoo model runs through the inference flow unchanged
     infer_cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"output": str(tmp_path / "mdsr.zarr")})})
     a = START + dt.timedelta(days=20)
-    result = infer_flow(infer_cfg, a, end, rows["mdsr"]["model_id"])
+    result = run_flow(infer_flow, infer_cfg, a, end, rows["mdsr"]["model_id"])
     assert result["ok"] and result["summary"]["ok"] == 4
     out = xr.open_zarr(tmp_path / "mdsr.zarr", consolidated=False)
     assert out.attrs["model_id"] == rows["mdsr"]["model_id"]

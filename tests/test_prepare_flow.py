@@ -11,6 +11,7 @@ import xarray as xr
 from flows.config import ConfigError
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
+from flows.states import run_flow
 from pipeline.sample_archive import write_sample_archive
 from storage.step_store import StepStore
 from tests.helpers_flows import TEST_REGION, flow_config, tree_digest
@@ -26,7 +27,7 @@ def raw_store(tmp_path_factory, dask_cluster, prefect_server):
     root = tmp_path_factory.mktemp("prep")
     write_sample_archive(root / "archive", START, 6, region=TEST_REGION)
     cfg = flow_config(root, root / "archive", dask_cluster.scheduler_address)
-    assert ingest_flow(cfg, START, END)["ok"]
+    assert run_flow(ingest_flow, cfg, START, END)["ok"]
     return root
 
 
@@ -37,15 +38,15 @@ def cfg_for(raw_root, seedings, dask_cluster, **over):
 
 def test_twice_and_single_day_give_identical_seedings(raw_store, tmp_path, dask_cluster):
     cfg = cfg_for(raw_store, tmp_path / "a.zarr", dask_cluster, **{"seeding.sensors_per_bin": 10, "seeding.bin_size": 16, "seeding.upsampling": 8})
-    assert prepare_flow(cfg, START, END)["summary"]["ok"] == 6
+    assert run_flow(prepare_flow, cfg, START, END)["summary"]["ok"] == 6
     before = tree_digest(tmp_path / "a.zarr")
-    assert prepare_flow(cfg, START, END)["summary"]["unchanged"] == 6
+    assert run_flow(prepare_flow, cfg, START, END)["summary"]["unchanged"] == 6
     after = tree_digest(tmp_path / "a.zarr")
     assert {k: v for k, v in after.items() if k != "zarr.json"} == {k: v for k, v in before.items() if k != "zarr.json"}
 
     single = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"seedings": str(tmp_path / "b.zarr")})})
     day = dt.date(2020, 1, 4)
-    prepare_flow(single, day, day)
+    run_flow(prepare_flow, single, day, day)
     a = StepStore(str(tmp_path / "a.zarr")).read_step(day, SEEDED)
     b = StepStore(str(tmp_path / "b.zarr")).read_step(day, SEEDED)
     for name in SEEDED:
@@ -67,7 +68,7 @@ def test_twice_and_single_day_give_identical_seedings(raw_store, tmp_path, dask_
 
 def test_statistics_match_a_direct_computation(raw_store, tmp_path, dask_cluster):
     cfg = cfg_for(raw_store, tmp_path / "s.zarr", dask_cluster)
-    prepare_flow(cfg, START, END)
+    run_flow(prepare_flow, cfg, START, END)
     ds = xr.open_zarr(tmp_path / "s.zarr", consolidated=False)
     x = ds.hr_mean.values.astype("float64")
     w = ds.hr_flag.values.astype(bool)
@@ -81,7 +82,7 @@ def test_statistics_match_a_direct_computation(raw_store, tmp_path, dask_cluster
 
 def test_other_parameters_on_an_existing_store_are_refused(raw_store, tmp_path, dask_cluster):
     cfg = cfg_for(raw_store, tmp_path / "p.zarr", dask_cluster)
-    prepare_flow(cfg, START, START)
+    run_flow(prepare_flow, cfg, START, START)
     other = cfg.model_copy(update={"seeding": cfg.seeding.model_copy(update={"sensors_per_bin": 5.0})})
     with pytest.raises(ConfigError, match=r"seeding.sensors_per_bin: store has 10.0, asked 5.0"):
-        prepare_flow(other, START, START)
+        run_flow(prepare_flow, other, START, START)

@@ -26,6 +26,7 @@ from flows.config import load_config
 from flows.daily import daily_flow, resolve_day
 from flows.ingest import ingest_flow
 from flows.prepare import prepare_flow
+from flows.states import run_flow
 from flows.train import train_flow
 from pipeline.sample_archive import write_sample_archive
 from storage.step_store import StepStore
@@ -63,8 +64,8 @@ def sample(tmp_path_factory, dask_cluster, prefect_server):
         "train.architecture": "raseedgan", "train.epochs": 1, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 4,
     }
     cfg = load_config(None, {**common, **stores(root, "train")})
-    assert ingest_flow(cfg, DAYS[0], DAYS[3])["ok"]
-    assert prepare_flow(cfg, DAYS[0], DAYS[3])["ok"]
+    assert run_flow(ingest_flow, cfg, DAYS[0], DAYS[3])["ok"]
+    assert run_flow(prepare_flow, cfg, DAYS[0], DAYS[3])["ok"]
     train_flow(cfg, DAYS[0], DAYS[3], model_id="tiny")
     return root, common
 

@@ -1,0 +1,44 @@
+"""Every log record made in a seedfield process is redacted when it is made.
+
+A record's message (and its traceback, when it has one) passes through
+:func:`pipeline.secrets.redact_text` in the log-record factory, so the console, Prefect's API
+log handler (its database and UI) and any handler added later all see only redacted text, however
+the logging is configured. Installed once, when the ``flows`` package is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from pipeline.secrets import redact_text
+
+__all__ = ["install_log_redaction"]
+
+_INSTALLED = "_seedfield_redacting"
+
+
+def install_log_redaction() -> None:
+    """Wrap the process's log-record factory (idempotent)."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, _INSTALLED, False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as it would
+            return record
+        shown = redact_text(message)
+        if shown != message:
+            record.msg, record.args = shown, ()
+        if record.exc_info and record.exc_info[0] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            if redact_text(text) != text:
+                record.exc_text = redact_text(text)  # formatters use exc_text when it is set
+        return record
+
+    setattr(factory, _INSTALLED, True)
+    logging.setLogRecordFactory(factory)

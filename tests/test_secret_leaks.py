@@ -1,0 +1,96 @@
+"""No credential leaves the process: ingest from a real HTTP server that needs a password (in
+the archive URL) into a real local S3 (moto) reached with keys, then search everything the run
+left behind — its console output, its JSON report, every object of the store (data, metadata,
+commit markers), `show-config` and Prefect's database — for the sentinels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers_archive import serve_directory
+from tests.helpers_flows import SMALL_REGION, write_toml
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORD = "Pw-SENTINEL-7c1e"
+KEY = "AKIASENTINEL0000001"
+SECRET = "Sk-SENTINEL-93ab"
+SENTINELS = (PASSWORD, KEY, SECRET)
+DAYS = [dt.date(2015, 3, 1) + dt.timedelta(days=i) for i in range(3)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def s3_endpoint():
+    """A real S3 API (moto's server) on a free local port, with one bucket."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    port = _free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=url, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                          region_name="us-east-1")
+    client.create_bucket(Bucket="leaktest")
+    try:
+        yield url, client
+    finally:
+        server.stop()
+
+
+def _found(blob: bytes | str, where: str) -> list[str]:
+    data = blob.encode() if isinstance(blob, str) else blob
+    return [f"{s} in {where}" for s in SENTINELS if s.encode() in data]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_no_credential_reaches_logs_reports_stores_or_prefect(tmp_path, dask_cluster, s3_endpoint):
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    from pipeline.sample_archive import write_sample_archive
+
+    endpoint, client = s3_endpoint
+    write_sample_archive(tmp_path / "archive", DAYS[0], len(DAYS), region=SMALL_REGION)
+    with serve_directory(tmp_path / "archive", ("reader", PASSWORD)) as base:
+        source = base.replace("http://", f"http://reader:{PASSWORD}@") + "/"
+        toml = write_toml(tmp_path / "leak.toml", {
+            "archive.source": source, "stores.raw": "s3://leaktest/raw.zarr",
+            "stores.seedings": "s3://leaktest/seedings.zarr", "dask.address": dask_cluster.scheduler_address})
+        toml.write_text(toml.read_text() + (
+            f'[stores.storage_options]\nkey = "{KEY}"\nsecret = "{SECRET}"\n\n'
+            f'[stores.storage_options.client_kwargs]\nendpoint_url = "{endpoint}"\nregion_name = "us-east-1"\n'))
+        env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+        report = tmp_path / "report.json"
+        run = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "ingest", "--start", str(DAYS[0]), "--end", str(DAYS[-1]),
+             "--config", str(toml), "--json", str(report)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        shown = subprocess.run([sys.executable, "-m", "flows.cli", "show-config", "--config", str(toml)],
+                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    leaks = _found(run.stdout + run.stderr, "the console") + _found(report.read_bytes(), "the report")
+    leaks += _found(shown.stdout + shown.stderr, "show-config")
+    assert "***" in shown.stdout
+    objects = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket="leaktest")
+               for o in page.get("Contents", [])]
+    markers = [k for k in objects if "/_seedfield/commits/" in k]
+    assert len(markers) == len(DAYS)  # the credentials worked: every day was read and stored
+    for key in objects:
+        leaks += _found(client.get_object(Bucket="leaktest", Key=key)["Body"].read(), f"s3://leaktest/{key}")
+    assert "***@127.0.0.1" in client.get_object(Bucket="leaktest", Key=markers[0])["Body"].read().decode()
+    db = Path(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).split("///", 1)[1])
+    assert db.exists()
+    for path in db.parent.glob(db.name + "*"):  # the database and its WAL
+        leaks += _found(path.read_bytes(), f"Prefect's database ({path.name})")
+    assert not leaks, leaks
