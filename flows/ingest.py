@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
-from flows.ingest_job import ingest_files_job, record_failure
+from flows.ingest_job import ingest_files_job, record_failure, refresh_land_mask
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise, write_report
 from flows.states import finish
@@ -84,6 +84,7 @@ def open_or_create_store(
             problems.append(redact_text(str(exc)))
             continue
         first = decoded.steps[0].values
+        _check_first_grids_agree(index, file, decoded.grid, config, cadence)
         return create_raw_store(
             path,
             days,
@@ -94,7 +95,9 @@ def open_or_create_store(
             variable_attrs=decoded.attrs,
             attrs={
                 "source_archive": redact_url(str(config.archive.source)),
-                "land_mask_source": f"{redact_url(file.url)} (cells without data)",
+                "land_mask_source": f"{redact_url(file.url)} (cells without data), then cleared where an "
+                                    "ingested step has a valid value",
+                "grid_source": redact_url(file.url),
                 "land_mask_sha256": hashlib.sha256(data).hexdigest(),
             },
             storage_options=opts,
@@ -102,6 +105,31 @@ def open_or_create_store(
         )
     detail = "\n  ".join(problems[:5]) or "no file in the range"
     raise ArchiveError(redact_url(str(config.archive.source)), f"no readable file to build the store from:\n  {detail}")
+
+
+def _check_first_grids_agree(index: ArchiveIndex, first: ArchiveFile, grid: Any, config: SeedfieldConfig,
+                             cadence: Cadence) -> None:
+    """The store's grid is taken from its first readable file only when one of the next readable
+    files (up to five) has the same grid; when none does, one line names the first file, its
+    grid and the others', so a first file on an odd grid cannot make every good file fail."""
+    from pipeline.grid import align_to_grid
+
+    disagree = []
+    for file in [f for f in index.files if f.url != first.url][:5]:
+        try:
+            data = read_bytes(file.url, config.archive.storage_options or None)
+            other = read_archive_file(data, redact_url(file.url), config.archive.variable, file.preliminary, cadence)
+            align_to_grid(other.steps[0].values, other.grid, grid, redact_url(file.url))
+            return
+        except ArchiveError as exc:
+            if "grid" in exc.problem:
+                disagree.append(str(exc))
+    if disagree:
+        raise ArchiveError(
+            redact_url(str(config.archive.source)),
+            f"the first files disagree on the grid, so a new store cannot take it from them: "
+            f"{redact_url(first.url)} has {grid.describe()}, but {disagree[0]}. Remove or fix the odd file and run again",
+        )
 
 
 def _day_table(outcomes: list[StepOutcome], limit: int = 500) -> list[dict[str, str]]:
@@ -165,6 +193,9 @@ def ingest_flow(
             outcomes.extend(result)
             progress.advance(len(group))
 
+    cleared = refresh_land_mask(store, [parse_step(o.day) for o in outcomes if o.status in ("ok", "unchanged")])
+    if cleared:
+        logger.info("land mask: %d cells had a valid value in an ingested step and are ocean now", cleared)
     for o in outcomes:
         if o.status == "failed":
             logger.warning("%s %s: %s", o.day, o.status, o.message)

@@ -80,7 +80,7 @@ def ingest_file_job(
     except ArchiveError as exc:
         return [record_failure(store, d, "failed", file.url, str(exc)) for d in sorted(wanted)]
 
-    grid, land = static_fields(store)
+    grid, _ = static_fields(store)
     outcomes = []
     for day_field in decoded.steps:
         iso = step_label(day_field.step)
@@ -89,7 +89,8 @@ def ingest_file_job(
         wanted.discard(iso)
         try:
             validate_step(day_field, shown, valid_range)
-            values = align_to_grid(day_field.values, decoded.grid, grid, shown)
+            values = align_to_grid(day_field.values, decoded.grid, grid,
+                                   f"{shown} (the store's grid came from {store.attrs.get('grid_source', 'its first file')})")
         except ArchiveError as exc:
             outcomes.append(record_failure(store, iso, "failed", file.url, str(exc)))
             continue
@@ -97,18 +98,44 @@ def ingest_file_job(
         if _is_ok(before) and not before.get("preliminary") and file.preliminary:
             outcomes.append(StepOutcome(iso, "unchanged", shown, "a final version is stored"))
             continue
-        values = np.where(land, np.nan, values).astype("float32")
+        values = np.asarray(values, dtype="float32")  # as the file says: a cell valid today is kept
         store.write_step(day_field.step, {variable: values})
         store.commit(
             day_field.step,
             {"status": "ok", "source": shown, "sha256": sha, "preliminary": file.preliminary},
         )
         outcomes.append(StepOutcome(iso, "ok", shown))
+    held = [step_label(f.step) for f in decoded.steps]
+    holds = f"{held[0]} … {held[-1]} ({len(held)} steps)" if len(held) > 3 else ", ".join(held) or "no step"
     for iso in sorted(wanted):
-        outcomes.append(record_failure(store, iso, "failed", file.url, "the file holds no data for this step"))
+        outcomes.append(record_failure(store, iso, "failed", file.url,
+                                       f"{shown} holds no data for {iso}; it holds {holds}"))
     return outcomes
 
 
 def ingest_files_job(files: list[ArchiveFile], **job: Any) -> list[StepOutcome]:
     """Several files in one job (a backfill chunk): the same as one job per file, in order."""
     return [o for f in files for o in ingest_file_job(f, **job)]
+
+
+def refresh_land_mask(store: StepStore, steps: list[Any]) -> int:
+    """Clear the static land mask wherever one of ``steps`` (committed ``ok``) has a valid value.
+
+    The land mask means "never valid in any ingested step": it starts as the cells without data
+    in the store's first file and only shrinks. It is recomputed from the stored steps (not
+    from what the run's jobs saw), so a run killed before this point is repaired by the next
+    run of the same range. Returns the number of cells cleared.
+    """
+    land = store.read_static(LAND_MASK).astype(bool)
+    if not land.any():
+        return 0
+    variable = raw_variable(store)
+    seen = np.zeros_like(land)
+    for step in steps:
+        if _is_ok(store.marker(step)):
+            seen |= np.isfinite(store.read_step(step, [variable])[variable])
+    new = land & ~seen
+    cleared = int(land.sum() - new.sum())
+    if cleared:
+        store.write_static(LAND_MASK, new.astype("int8"))
+    return cleared

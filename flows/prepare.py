@@ -52,6 +52,12 @@ def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> Ste
                 "same parameters:\n  " + "\n  ".join(diff)
             )
         store.extend(days)
+        if StepStore.exists(config.stores.raw, opts):  # the raw land mask only shrinks: follow it
+            seed_land = store.read_static("land_mask").astype(bool)
+            raw_land = StepStore(config.stores.raw, opts).read_static(LAND_MASK).astype(bool)
+            raw_land = raw_land[: seed_land.shape[0], : seed_land.shape[1]]
+            if (seed_land & ~raw_land).any():
+                store.write_static("land_mask", (seed_land & raw_land).astype("int8"))
         return store
     if not StepStore.exists(config.stores.raw, opts):
         raise StoreError(f"{config.stores.raw}: no raw store; run `seedfield ingest` first")

@@ -322,6 +322,14 @@ class StepStore:
     def read_static(self, name: str) -> np.ndarray:
         return np.asarray(self.group[name][...])
 
+    def write_static(self, name: str, values: np.ndarray) -> None:
+        """Overwrite a static variable (same shape; one region write per chunk)."""
+        arr = self.group[name]
+        values = np.asarray(values)
+        if values.shape != arr.shape:
+            raise StoreError(f"{self.path}: {name} has shape {arr.shape}, got {values.shape}")
+        arr[...] = values.astype(arr.dtype, copy=False)
+
     # -- commit markers -------------------------------------------------------------------
     def _marker_path(self, step: Step) -> str:
         return fs.join(self.path, MARKER_DIR, f"{step_label(step)}.json")

@@ -14,10 +14,11 @@ import xarray as xr
 
 from flows.ingest import ingest_flow
 from flows.states import run_flow
+from pipeline.errors import ArchiveError
 from pipeline.oisst import oisst_relpath
 from pipeline.sample_archive import write_sample_archive
 from storage.step_store import StepStore
-from tests.helpers_flows import TEST_REGION, days, flow_config, tree_digest
+from tests.helpers_flows import SMALL_REGION, TEST_REGION, days, flow_config, tree_digest
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 START = dt.date(2020, 1, 1)
@@ -145,3 +146,48 @@ def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, 
     for x in days(START + dt.timedelta(days=1), 2):
         m = store.marker(x)
         assert m["status"] == "ok" and m["preliminary"] is False and "_preliminary" not in m["source"]
+
+
+def test_a_gappy_first_file_and_a_daily_mask_lose_no_valid_value(tmp_path, dask_cluster):
+    """Five days; the first has a 30 % gap over the ocean, every later one its own gaps (a mask
+    that varies by day). Every valid value of every day is stored exactly as the file says,
+    and the land mask is the cells valid on no day."""
+    archive = tmp_path / "archive"
+    d = [START + dt.timedelta(days=i) for i in range(5)]
+    write_sample_archive(archive, d[0], 5, region=SMALL_REGION)
+    rng = np.random.default_rng(5)
+    expected = []
+    for k, day in enumerate(d):
+        with netCDF4.Dataset(archive / oisst_relpath(day), "a") as nc:
+            v = nc["sst"][:]
+            ocean = ~np.ma.getmaskarray(v[0, 0])
+            gap = np.zeros(v.shape, bool)
+            gap[0, 0] = ocean & (rng.random(ocean.shape) < (0.3 if k == 0 else 0.05))
+            v[gap] = np.ma.masked
+            nc["sst"][:] = v
+        with netCDF4.Dataset(archive / oisst_relpath(day)) as nc:
+            expected.append(nc["sst"][0, 0].filled(np.nan))
+    expected = np.stack(expected)
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
+    result = run_flow(ingest_flow, cfg, d[0], d[-1])
+    assert result["ok"] and result["summary"]["ok"] == 5
+    store = StepStore(cfg.stores.raw)
+    got = np.stack([store.read_step(day, ["sst"])["sst"] for day in d])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got[np.isfinite(expected)], expected[np.isfinite(expected)], atol=1e-6)
+    first_gap = np.isnan(expected[0]) & np.isfinite(expected[1:]).any(axis=0)
+    assert first_gap.sum() > 100  # ocean cells the first file missed, kept on later days
+    np.testing.assert_array_equal(store.read_static("land_mask").astype(bool), np.isnan(expected).all(axis=0))
+
+
+def test_a_first_file_on_another_grid_is_named_and_cannot_set_the_store(tmp_path, dask_cluster):
+    archive = tmp_path / "archive"
+    d = [START + dt.timedelta(days=i) for i in range(3)]
+    write_sample_archive(archive, d[0], 3, region=SMALL_REGION)
+    other = tmp_path / "other"
+    write_sample_archive(other, d[0], 1, region=SMALL_REGION.__class__(20.0, 32.0, 290.0, 314.0))
+    shutil.copy(other / oisst_relpath(d[0]), archive / oisst_relpath(d[0]))
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
+    with pytest.raises(ArchiveError, match=r"the first files disagree on the grid.*20200101\.nc has .*20200102\.nc"):
+        run_flow(ingest_flow, cfg, d[0], d[-1])
+    assert not StepStore.exists(cfg.stores.raw)
