@@ -114,16 +114,17 @@ DAYS = [dt.date(2015, 3, 1) + dt.timedelta(days=i) for i in range(3)]
 
 def _chunks_and_markers(path: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     store = StepStore(path)
-    names = set(store.step_names()) | {"lat", "lon", "land_mask", "time"}
-    chunks = {k: v for k, v in tree_digest(Path(path)).items() if k.split("/")[0] in names and "/c" in k}
+    chunks = {k: v for k, v in tree_digest(Path(path)).items() if "/c/" in k or k.endswith("/c")}
     marks = {str(d): {k: v for k, v in m.items() if k != "written_at"} for d, m in store.markers().items()}
     return chunks, marks
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_server")
-def test_ingest_killed_while_creating_its_store_is_repaired_by_the_rerun(tmp_path, dask_cluster):
-    """``seedfield ingest`` SIGKILLed at several writes of its store's creation: the re-run of
-    the same command exits 0 and the store equals an uninterrupted ingest's, chunk by chunk."""
+def test_ingest_and_prepare_killed_while_creating_their_stores_are_repaired_by_the_rerun(tmp_path, dask_cluster):
+    """``seedfield ingest`` and ``seedfield prepare`` SIGKILLed at several writes of their
+    store's creation: the re-run of the same command exits 0 and the store equals an
+    uninterrupted run's, chunk by chunk and marker by marker."""
     from prefect.settings import PREFECT_API_URL
     from typer.testing import CliRunner
 
@@ -154,6 +155,26 @@ def test_ingest_killed_while_creating_its_store_is_repaired_by_the_rerun(tmp_pat
         assert _chunks_and_markers(store)[0] == expected[0], k
         assert {d: {**m, "source": ""} for d, m in _chunks_and_markers(store)[1].items()} == \
             {d: {**m, "source": ""} for d, m in expected[1].items()}, k
+
+    # prepare, killed while it creates the seedings store, from the reference raw store
+    prep = ["prepare", "--start", str(DAYS[0]), "--end", str(DAYS[-1])]
+
+    def prep_toml(name: str) -> Path:
+        return write_toml(tmp_path / f"p{name}.toml", {
+            "stores.raw": str(tmp_path / "ref" / "raw.zarr"), "stores.seedings": str(tmp_path / f"p{name}" / "s.zarr"),
+            "seeding.bin_size": 8, "seeding.upsampling": 4, "dask.address": dask_cluster.scheduler_address})
+
+    ref = runner.invoke(app, [*prep, "--config", str(prep_toml("ref"))])
+    assert ref.exit_code == 0, ref.output
+    expected = _chunks_and_markers(str(tmp_path / "pref" / "s.zarr"))
+    assert len(expected[0]) > 3 * len(DAYS)
+    for k in (1, 6):
+        cfg = prep_toml(f"k{k}")
+        assert run_killed(COMMAND, k, *prep, "--config", str(cfg), env=env) == -9
+        assert not StepStore.exists(str(tmp_path / f"pk{k}" / "s.zarr"))
+        again = runner.invoke(app, [*prep, "--config", str(cfg)])
+        assert again.exit_code == 0, again.output
+        assert _chunks_and_markers(str(tmp_path / f"pk{k}" / "s.zarr")) == expected, k
 
 
 REWRITE = KILLER + """

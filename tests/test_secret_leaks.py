@@ -54,6 +54,7 @@ def _found(blob: bytes | str, where: str) -> list[str]:
     return [f"{s} in {where}" for s in SENTINELS if s.encode() in data]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_server")
 def test_no_credential_reaches_logs_reports_stores_or_prefect(tmp_path, dask_cluster, s3_endpoint):
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
