@@ -43,6 +43,11 @@ class SensorNetConfig(BaseModel):
         "neighbouring steps' sensors, each shifted by the drift between the steps' bases smoothed by a Gaussian "
         "of this many cells (for fields that change slowly from step to step)"
     )
+    edge_weight: float = Field(
+        0.0, ge=0, description="extra loss weight of withheld sensors within edge_band cells of the domain's edge, "
+        "where interpolation extrapolates (0: every withheld sensor weighs the same)"
+    )
+    edge_band: int = Field(6, ge=1, description="cells from the domain's edge that edge_weight applies to")
     features: int = Field(16, ge=4, description="U-Net width at full resolution")
     depth: int = Field(2, ge=0, le=4, description="U-Net levels")
     iterations: int = Field(300, ge=1, description="optimiser steps")

@@ -212,10 +212,16 @@ def uses_patches(shape: tuple[int, int], patch: int) -> bool:
 
 
 def _sample(t: int, chans: _Channels, offs: list[int], ctx: SensorContext, fraction: float,
-            rng: np.random.Generator, patch: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rng: np.random.Generator, patch: int = 0, edge: tuple[float, int] = (0.0, 0),
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One self-supervised sample: centre channels from the kept sensors only; target and weight
     at the withheld cells only. With ``patch`` (see :func:`uses_patches`) the sample is a patch
-    around a withheld sensor, its channels computed from every sensor of each step."""
+    around a withheld sensor, its channels computed from every sensor of each step.
+
+    ``edge = (extra, band)``: a withheld sensor within ``band`` cells of the domain's edge
+    weighs ``1 + extra`` in the loss. The weight depends on the cell's position only, so the best
+    prediction for each input is unchanged; it makes the rare edge cells, where every
+    interpolant extrapolates and most of its error lies, carry enough of the gradient."""
     seq = chans.seq
     index, value = seq.sensors[t]
     ki, kv, hi, hv = withhold(index, value, fraction, rng)
@@ -237,13 +243,19 @@ def _sample(t: int, chans: _Channels, offs: list[int], ctx: SensorContext, fract
     weight = np.zeros_like(target)
     target[rows[keep] - r0, cols[keep] - c0] = ctx.normalise(np.asarray(hv)[keep])
     weight[rows[keep] - r0, cols[keep] - c0] = 1.0
+    extra, band = edge
+    if extra > 0 and band > 0:
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        near = np.minimum(np.minimum(rr, ctx.shape[0] - 1 - rr), np.minimum(cc, ctx.shape[1] - 1 - cc)) < band
+        weight[near] *= 1.0 + extra
     return x, target, weight
 
 
 def _batch(ts: Sequence[int], chans: _Channels, offs: list[int], ctx: SensorContext, cfg: SensorNetConfig,
-           rng: np.random.Generator, patch: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    xs, ys, ws = zip(*(_sample(int(t), chans, offs, ctx, rng.uniform(*cfg.withhold), rng, patch) for t in ts),
-                     strict=True)
+           rng: np.random.Generator, patch: int = 0, edge: tuple[float, int] = (0.0, 0),
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xs, ys, ws = zip(*(_sample(int(t), chans, offs, ctx, rng.uniform(*cfg.withhold), rng, patch, edge)
+                       for t in ts), strict=True)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), torch.from_numpy(np.stack(ws))
 
 
@@ -271,7 +283,7 @@ def fit_sensornet(
     for it in range(1, cfg.iterations + 1):
         net.train()
         x, y, w = (a.to(device) for a in _batch(rng.choice(usable, cfg.batch_size), chans, offs, ctx, cfg, rng,
-                                                 cfg.patch))
+                                                 cfg.patch, (cfg.edge_weight, cfg.edge_band)))
         loss = masked_loss(net(x), y, w)
         opt.zero_grad()
         loss.backward()

@@ -79,15 +79,16 @@ def _sequence(field: np.ndarray, seed: int = 0, percent: int = 15) -> tuple[Sens
 @pytest.mark.parametrize(("base", "patch", "pool_sigma"), [("linear", 0, 0.0), ("kriging", 8, 0.0), ("cubic", 8, 2.0)])
 def test_sensornet_training_and_its_statistics_read_only_sensors(base, patch, pool_sigma):
     """Whole-domain samples with a linear base; patches with a kriging base (its variogram
-    fitted to the sensors); patches with a cubic base pooled over the window's steps: poison
-    in every cell without a sensor changes nothing."""
+    fitted to the sensors); patches with a cubic base pooled over the window's steps and an
+    edge weight: poison in every cell without a sensor changes nothing."""
     rng = np.random.default_rng(1)
     ny, nx, t = 24, 32, 20
     yy, xx = np.mgrid[0:ny, 0:nx]
     clean = np.stack([np.sin(xx / 5.0 + k / 3) + np.cos(yy / 4.0) + 0.1 * rng.normal(size=(ny, nx))
                       for k in range(t)]).astype(np.float32)
     _, picks = _sequence(clean)
-    cfg = SensorNetConfig(**{**TINY, "base": base, "patch": patch, "pool_sigma": pool_sigma})
+    cfg = SensorNetConfig(**{**TINY, "base": base, "patch": patch, "pool_sigma": pool_sigma,
+                             "edge_weight": 4.0 if pool_sigma else 0.0})
     assert uses_patches((ny, nx), patch) == (patch > 0)
     land = np.zeros((ny, nx), bool)
     runs = []
@@ -205,3 +206,26 @@ def test_a_patch_pools_nearly_what_the_whole_grid_pools():
         crop = whole[:, box[0] : box[1], box[2] : box[3]]
         np.testing.assert_array_equal(part[[0, 1, 3]], crop[[0, 1, 3]])
         assert np.percentile(np.abs(part[2] - crop[2]), 99) < 0.02 * float(np.ptp(whole[2]))
+
+
+def test_edge_weight_depends_on_the_position_only():
+    """With ``edge = (extra, band)`` a withheld sensor within ``band`` cells of the domain's edge
+    weighs ``1 + extra``, every other one 1; targets and inputs are those of the unweighted
+    sample drawn with the same generator."""
+    from model.sensornet_fit import _Channels, _sample, offsets
+
+    ny, nx, t = 40, 60, 4
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    field = np.stack([np.sin(xx / 7.0 + k / 4) * np.cos(yy / 6.0) for k in range(t)]).astype(np.float32)
+    seq, _ = _sequence(field)
+    ctx = fit_context(seq.sensors, seq.phases, np.zeros((ny, nx), bool), groups=2, base="cubic")
+    chans, offs = _Channels(seq, ctx), offsets("causal", 2)
+    x0, y0, w0 = _sample(t - 1, chans, offs, ctx, 0.4, np.random.default_rng(3), 0)
+    x1, y1, w1 = _sample(t - 1, chans, offs, ctx, 0.4, np.random.default_rng(3), 0, (9.0, 5))
+    np.testing.assert_array_equal(x0, x1)
+    np.testing.assert_array_equal(y0, y1)
+    rr, cc = np.mgrid[0:ny, 0:nx]
+    near = np.minimum(np.minimum(rr, ny - 1 - rr), np.minimum(cc, nx - 1 - cc)) < 5
+    held = w0 > 0
+    assert (held & near).any() and (held & ~near).any()
+    assert (w1[held & near] == 10.0).all() and (w1[held & ~near] == 1.0).all() and (w1[~held] == 0).all()
