@@ -18,7 +18,6 @@ from flows.states import finish
 from flows.windowed import run_windowed
 from pipeline.errors import ArchiveError
 from pipeline.readers import read_archive_file, validate_step
-from pipeline.secrets import redact_text, redact_url
 from pipeline.sources import ArchiveFile, ArchiveIndex, read_bytes, resolve_archive
 from pipeline.steps import DAILY, Cadence, describe_runs, parse_step, step_label
 from storage.raw_store import create_raw_store
@@ -78,10 +77,10 @@ def open_or_create_store(
     for file in index.files:
         try:
             data = read_bytes(file.url, config.archive.storage_options or None)
-            decoded = read_archive_file(data, redact_url(file.url), config.archive.variable, file.preliminary, cadence)
-            validate_step(decoded.steps[0], redact_url(file.url), config.archive.valid_range)
+            decoded = read_archive_file(data, file.url, config.archive.variable, file.preliminary, cadence)
+            validate_step(decoded.steps[0], file.url, config.archive.valid_range)
         except ArchiveError as exc:
-            problems.append(redact_text(str(exc)))
+            problems.append(str(exc))  # ArchiveError messages are redacted already
             continue
         first = decoded.steps[0].values
         _check_first_grids_agree(index, file, decoded.grid, config, cadence)
@@ -94,17 +93,17 @@ def open_or_create_store(
             variable=config.archive.variable,
             variable_attrs=decoded.attrs,
             attrs={
-                "source_archive": redact_url(str(config.archive.source)),
-                "land_mask_source": f"{redact_url(file.url)} (cells without data), then cleared where an "
+                "source_archive": str(config.archive.source),  # the store redacts credentials in attributes
+                "land_mask_source": f"{file.url} (cells without data), then cleared where an "
                                     "ingested step has a valid value",
-                "grid_source": redact_url(file.url),
+                "grid_source": file.url,
                 "land_mask_sha256": hashlib.sha256(data).hexdigest(),
             },
             storage_options=opts,
             cadence=cadence,
         )
     detail = "\n  ".join(problems[:5]) or "no file in the range"
-    raise ArchiveError(redact_url(str(config.archive.source)), f"no readable file to build the store from:\n  {detail}")
+    raise ArchiveError(str(config.archive.source), f"no readable file to build the store from:\n  {detail}")
 
 
 def _check_first_grids_agree(index: ArchiveIndex, first: ArchiveFile, grid: Any, config: SeedfieldConfig,
@@ -118,17 +117,17 @@ def _check_first_grids_agree(index: ArchiveIndex, first: ArchiveFile, grid: Any,
     for file in [f for f in index.files if f.url != first.url][:5]:
         try:
             data = read_bytes(file.url, config.archive.storage_options or None)
-            other = read_archive_file(data, redact_url(file.url), config.archive.variable, file.preliminary, cadence)
-            align_to_grid(other.steps[0].values, other.grid, grid, redact_url(file.url))
+            other = read_archive_file(data, file.url, config.archive.variable, file.preliminary, cadence)
+            align_to_grid(other.steps[0].values, other.grid, grid, file.url)
             return
         except ArchiveError as exc:
             if "grid" in exc.problem:
                 disagree.append(str(exc))
     if disagree:
         raise ArchiveError(
-            redact_url(str(config.archive.source)),
+            str(config.archive.source),
             f"the first files disagree on the grid, so a new store cannot take it from them: "
-            f"{redact_url(first.url)} has {grid.describe()}, but {disagree[0]}. Remove or fix the odd file and run again",
+            f"{first.url} has {grid.describe()}, but {disagree[0]}. Remove or fix the odd file and run again",
         )
 
 
@@ -155,18 +154,17 @@ def ingest_flow(
     if not source:
         raise ConfigError("config key 'archive.source': not set; pass --archive or set [archive] source")
     index = resolve_archive(source, start, end, config.archive.storage_options or None, store_cadence(config))
-    shown = redact_url(source)  # what logs, markers, reports and artifacts name
     logger.info(
         "archive %s: %d files for %s…%s, step %s, %d steps missing, %d duplicated",
-        shown, len(index.files), start, end, index.cadence.code, len(index.missing), len(index.duplicates),
+        source, len(index.files), start, end, index.cadence.code, len(index.missing), len(index.duplicates),
     )
     store = open_or_create_store(config, index, start, end)
     outcomes: list[StepOutcome] = []
     for step in index.missing:
         label = step_label(step)
-        outcomes.append(record_failure(store, label, "missing", shown, f"no file for {label} in {shown}"))
+        outcomes.append(record_failure(store, label, "missing", source, f"no file for {label} in {source}"))
     for step, urls in sorted(index.duplicates.items()):
-        msg = f"{len(urls)} files hold this step, refusing to guess: {', '.join(map(redact_url, urls))}"
+        msg = f"{len(urls)} files hold this step, refusing to guess: {', '.join(urls)}"
         outcomes.append(record_failure(store, step_label(step), "failed", urls[0], msg))
 
     job = {
@@ -201,7 +199,7 @@ def ingest_flow(
             logger.warning("%s %s: %s", o.day, o.status, o.message)
     missing = [store.cadence.coerce(parse_step(o.day)) for o in outcomes if o.status == "missing"]
     for line in describe_runs(missing, store.cadence):  # one line per run of missing steps
-        logger.warning("%s missing (no file in %s)", line, shown)
+        logger.warning("%s missing (no file in %s)", line, source)
     counts = summarise(outcomes)
     logger.info("ingest %s…%s into %s: %s", start, end, config.stores.raw, counts)
     create_table_artifact(_day_table(outcomes), key="ingest-days", description=f"ingest {start}…{end}")
@@ -212,7 +210,7 @@ def ingest_flow(
         key="ingest-summary",
     )
     if report:
-        write_report(report, "ingest", outcomes, store=config.stores.raw, source=shown, start=str(start), end=str(end))
+        write_report(report, "ingest", outcomes, store=config.stores.raw, source=source, start=str(start), end=str(end))
     return finish({
         "store": config.stores.raw,
         "summary": counts,

@@ -119,7 +119,7 @@ def ingest_files_job(files: list[ArchiveFile], **job: Any) -> list[StepOutcome]:
 
 
 def refresh_land_mask(store: StepStore, steps: list[Any]) -> int:
-    """Clear the static land mask wherever one of ``steps`` (committed ``ok``) has a valid value.
+    """Clear the static land mask wherever one of ``steps`` (committed) has a valid value.
 
     The land mask means "never valid in any ingested step": it starts as the cells without data
     in the store's first file and only shrinks. It is recomputed from the stored steps (not
@@ -131,9 +131,8 @@ def refresh_land_mask(store: StepStore, steps: list[Any]) -> int:
         return 0
     variable = raw_variable(store)
     seen = np.zeros_like(land)
-    for step in steps:
-        if _is_ok(store.marker(step)):
-            seen |= np.isfinite(store.read_step(step, [variable])[variable])
+    for step in steps:  # committed: each was stored ("ok") or already stored ("unchanged") by the run
+        seen |= np.isfinite(store.read_step(step, [variable])[variable])
     new = land & ~seen
     cleared = int(land.sum() - new.sum())
     if cleared:

@@ -30,13 +30,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from model.config import SensorNetConfig
-from model.sensornet import (
-    SensorNet,
-    build_input,
-    input_channels,
-    masked_loss,
-    withhold,
-)
+from model.sensornet import SensorNet, build_input, input_channels, masked_loss, withhold
 from pipeline.sensor_context import SensorContext
 from pipeline.sensor_features import Box, drift_reference, pool_sensors
 
@@ -109,6 +103,18 @@ class _Channels:
                     inside = _inside(index, near, self.ctx.shape[1])
                     index, value = index[inside], value[inside]
                 out.append((index, self.ctx.normalise(value), whole[4]))
+        return out
+
+    def pooled_step(self, t: int, offs: list[int]) -> np.ndarray | None:
+        """Step ``t``'s kept channels with every one of its sensors, the base pooled with the
+        window's (inference): the step's own channels and drift reference come from the cache."""
+        whole = self._get(t)
+        if whole is None:
+            return None
+        index, value = self.seq.sensors[t]
+        pi, pv = pool_sensors(np.asarray(index), self.ctx.normalise(value), whole[4], self.others(t, offs))
+        out = whole[:4].copy()
+        out[2] = self.ctx.base_of(pi, pv)
         return out
 
     def pooled_centre(self, t: int, index: np.ndarray, value: np.ndarray, offs: list[int],
@@ -362,9 +368,7 @@ class SensorNetEngine:
             part = list(targets[start : start + self.batch_size])
             xs, ok = [], []
             for j, t in enumerate(part):
-                centre = chans(t)
-                if centre is not None and chans.sigma > 0:
-                    centre = chans.pooled_centre(t, *seq.sensors[t], self.offsets)
+                centre = chans.pooled_step(t, self.offsets) if chans.sigma > 0 else chans(t)
                 if centre is not None:
                     xs.append(_assemble(centre, t, chans, self.offsets, self.ctx, float(seq.phases[t])))
                     ok.append(start + j)
