@@ -29,7 +29,7 @@ from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import shared_dask
-from flows.infer import infer_flow
+from flows.infer import infer_flow, written_by
 from flows.ingest import ingest_flow, known_cadence
 from flows.locks import pipeline_locks
 from flows.prepare import prepare_flow
@@ -52,17 +52,13 @@ def chunk_ranges(
 
 
 def done_days(config: SeedfieldConfig, days: list[dt.date], model_id: str) -> set[dt.date]:
-    """Days whose reconstruction is committed ``ok`` by ``model_id``."""
+    """Days whose reconstruction is committed ``ok`` by ``model_id`` as published now."""
     path, opts = config.stores.output, config.stores.storage_options or None
     if not StepStore.exists(path, opts):
         return set()
     out = StepStore(path, opts)
-    done = set()
-    for d in days:
-        m = out.marker(d)
-        if m and m.get("status") == "ok" and m.get("model_id") == model_id:
-            done.add(d)
-    return done
+    model_sha = ModelRegistry(config.stores.registry).fingerprint(model_id)
+    return {d for d in days if written_by(out.marker(d), model_id, model_sha)}
 
 
 def _chunk_summary_md(start: dt.datetime | dt.date, end: dt.datetime | dt.date, model_id: str, store: str,

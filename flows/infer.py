@@ -106,6 +106,13 @@ def rebin_qa(native: np.ndarray, lr_mean: np.ndarray, lr_count: np.ndarray, bin_
     return float(np.sqrt(np.mean(diff**2))), float(np.mean(diff))
 
 
+def written_by(marker: dict[str, Any] | None, model_id: str, model_sha: str) -> bool:
+    """True when a reconstruction's commit ``marker`` is an ``ok`` written by this very model:
+    its id and its checkpoint's SHA-256 (a model retrained under the same id is another model)."""
+    return bool(marker) and marker.get("status") == "ok" and marker.get("model_id") == model_id \
+        and marker.get("model_sha256") == model_sha
+
+
 def open_or_create_output(config: SeedfieldConfig, seedings: StepStore, days: list[dt.date], model_id: str) -> StepStore:
     path, opts = config.stores.output, config.stores.storage_options or None
     if StepStore.exists(path, opts):
@@ -118,7 +125,8 @@ def open_or_create_output(config: SeedfieldConfig, seedings: StepStore, days: li
         "model_id": model_id, "seedings_store": seedings.path, "raw_store": config.stores.raw,
         **{f"seeding_{k}": v for k, v in params.items()},
         "history": f"seedfield {code_version()} infer",
-        "comment": "generator output on the HR grid, bilinear to the native grid, land masked",
+        "comment": "the model's reconstruction on the native grid (a zoo generator's HR output "
+                   "regridded bilinearly; a SensorNet's directly), land masked",
     }
     return create_output_store(
         path, days, seedings.read_static("lat"), seedings.read_static("lon"),
@@ -134,6 +142,7 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
     opts = config.stores.storage_options or None
     seedings = StepStore(config.stores.seedings, opts)
     out = StepStore(config.stores.output, opts)
+    model_sha = ModelRegistry(config.stores.registry).fingerprint(model_id)
     todo = []
     results = []
     for day in days:
@@ -141,7 +150,7 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
         src = seedings.marker(day)
         if not src or src.get("status") != "ok":
             results.append({"day": step_label(day), "status": "missing", "message": "no prepared seedings for this day"})
-        elif not force and old and old.get("status") == "ok" and old.get("model_id") == model_id and old.get("seedings") == src.get("raw_sha256"):
+        elif not force and written_by(old, model_id, model_sha) and old.get("seedings") == src.get("raw_sha256"):
             results.append({"day": step_label(day), "status": "unchanged", "qa_rebin_rmse": old.get("qa_rebin_rmse")})
         else:
             todo.append(day)
@@ -166,7 +175,7 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
         out.write_step(day, {"sst": native, "qa_rebin_rmse": np.float32(qa_rmse), "qa_rebin_bias": np.float32(qa_bias)})
         qa = {"qa_rebin_rmse": round(qa_rmse, 5), "qa_rebin_bias": round(qa_bias, 5),
               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in cv.get(day, {}).items()}}
-        out.commit(day, {"status": "ok", "model_id": model_id, "seedings": seedings.marker(day).get("raw_sha256"), **qa})
+        out.commit(day, {"status": "ok", "model_id": model_id, "model_sha256": model_sha, "seedings": seedings.marker(day).get("raw_sha256"), **qa})
         results.append({"day": step_label(day), "status": "ok", **qa})
     return results
 

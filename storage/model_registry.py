@@ -14,6 +14,7 @@ The registry only moves files; the checkpoint format belongs to ``model.checkpoi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import shutil
@@ -51,13 +52,15 @@ class ModelRegistry:
         return path
 
     def publish(self, model_id: str, checkpoint: Path, meta: dict[str, Any], make_current: bool = True) -> Path:
-        """Copy ``checkpoint`` in as the model's published file, write its metadata, point CURRENT at it."""
+        """Copy ``checkpoint`` in as the model's published file, write its metadata (with the
+        file's SHA-256, :meth:`fingerprint`), point CURRENT at it."""
         target = self._dir(model_id) / "model.pt"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".pt.tmp")
         shutil.copyfile(checkpoint, tmp)
+        digest = _sha256(tmp)
         tmp.replace(target)
-        self.write_meta(model_id, meta)
+        self.write_meta(model_id, {**meta, "checkpoint_sha256": digest})
         if make_current:
             self.set_current(model_id)
         return target
@@ -95,6 +98,12 @@ class ModelRegistry:
         path = self._dir(self.resolve(model_id)) / "meta.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def fingerprint(self, model_id: str | None) -> str:
+        """SHA-256 of the published checkpoint: what a reconstruction's commit marker records, so
+        that a model retrained under the same id never counts as the one that wrote a step."""
+        meta = self.meta(model_id)
+        return str(meta.get("checkpoint_sha256") or _sha256(self.checkpoint(model_id)))
+
     def list(self) -> list[str]:
         """Published model ids, oldest first."""
         if not self.root.exists():
@@ -119,3 +128,11 @@ class ModelRegistry:
     def set_current(self, model_id: str) -> None:
         self._dir(model_id)  # validates
         write_bytes_atomic(str(self.root / "CURRENT"), model_id.encode())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

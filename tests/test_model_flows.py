@@ -90,7 +90,9 @@ def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
     assert run_flow(infer_flow, cfg, a, b)["summary"]["unchanged"] == 8
     assert {k: v for k, v in tree_digest(root / "recon.zarr").items() if k != "zarr.json"} == \
         {k: v for k, v in before.items() if k != "zarr.json"}
+    registry = ModelRegistry(cfg.stores.registry)
     assert StepStore(cfg.stores.output).marker(a)["model_id"] == "tiny-1"
+    assert StepStore(cfg.stores.output).marker(a)["model_sha256"] == registry.fingerprint("tiny-1")
 
 
 def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
@@ -220,3 +222,26 @@ def test_compare_scores_sensornet_beside_the_fitted_baselines(prepared, tmp_path
     assert not sn.get("error") and sn["parameters"] > 1000 and sn["infer_ms_per_field"] > 0
     assert np.isfinite(sn["rmse"]) and sn["rmse"] < rows["lr_bins"]["rmse"]
     assert ModelRegistry(cfg.stores.registry).meta(sn["model_id"])["train"]["architecture"] == "sensornet"
+
+
+# last in the module: it retrains the module's shared model on another period
+def test_a_model_retrained_under_the_same_id_rewrites_the_days(prepared):
+    """The markers record the checkpoint's SHA-256: the same id with new weights is not 'unchanged'
+    (a re-run demo once kept the previous model's fields)."""
+    cfg, _root = prepared
+    registry = ModelRegistry(cfg.stores.registry)
+    if registry.current() is None:
+        train_flow(cfg, START, START + dt.timedelta(days=15), model_id="tiny-1")
+    a, b = START + dt.timedelta(days=16), START + dt.timedelta(days=N_DAYS - 1)
+    run_flow(infer_flow, cfg, a, b)
+    first = registry.fingerprint("tiny-1")
+    old_field = StepStore(cfg.stores.output).read_step(a, ["sst"])["sst"]
+    registry.drop_workdir("tiny-1")  # else the trainer resumes the finished run's checkpoints
+    train_flow(cfg, START + dt.timedelta(days=1), START + dt.timedelta(days=15), model_id="tiny-1")
+    assert registry.fingerprint("tiny-1") != first
+    again = run_flow(infer_flow, cfg, a, b)
+    assert again["summary"]["ok"] == 8 and again["summary"].get("unchanged", 0) == 0
+    out = StepStore(cfg.stores.output)
+    assert out.marker(a)["model_sha256"] == registry.fingerprint("tiny-1")
+    assert not np.array_equal(out.read_step(a, ["sst"])["sst"], old_field, equal_nan=True)
+    assert run_flow(infer_flow, cfg, a, b)["summary"]["unchanged"] == 8
