@@ -150,6 +150,11 @@ def prepare_flow(
 ) -> dict[str, Any]:
     """Seed every committed raw day of [start, end], then the normalisation statistics."""
     logger = get_run_logger()
+    cells = config.seeding.bin_size**2
+    if config.seeding.sensors_per_bin > cells:  # said once per run, not once per day
+        logger.warning("seeding.sensors_per_bin = %g exceeds the %d cells of a %d×%d bin: every valid cell "
+                       "becomes a sensor", config.seeding.sensors_per_bin, cells, config.seeding.bin_size,
+                       config.seeding.bin_size)
     days = pipeline_cadence(config).steps(start, end)
     store = open_or_create_seedings(config, days)
     job = {

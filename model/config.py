@@ -31,7 +31,7 @@ class SensorNetConfig(BaseModel):
         "causal", description="neighbouring steps seen: past only (daily operations) or past and future (backfills)"
     )
     window_steps: int = Field(3, ge=0, le=12, description="neighbouring steps on each side used")
-    base: Literal["cubic", "linear", "nearest", "kriging"] = Field(
+    base: Literal["cubic", "cubic_plane", "linear", "nearest", "kriging"] = Field(
         "linear", description="interpolant of the sensors that the network corrects (and that it starts from)"
     )
     patch: int = Field(
@@ -57,6 +57,14 @@ class SensorNetConfig(BaseModel):
     residual_groups: int = Field(4, ge=0, le=24, description="phase groups of the residual climatology (day or year)")
     context_steps: int = Field(600, ge=1, description="training steps (evenly spread) the residual climatology is built from")
     val_every: int = Field(50, ge=1, description="iterations between validation scores at withheld sensors")
+    ema: float = Field(
+        0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, which is what is "
+        "scored and kept (0: the optimiser's own weights)"
+    )
+    loader_workers: int = Field(
+        0, ge=0, le=64, description="processes that build the next training batches while the network steps "
+        "(0: built in the training process)"
+    )
     seed: int = 0
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from scipy.spatial import Delaunay, QhullError, cKDTree
 __all__ = [
     "BASELINES",
     "bicubic_from_bins",
+    "extrapolate_plane",
     "fill_nearest",
     "interpolate_scattered",
     "nearest_from_bins",
@@ -65,6 +66,7 @@ def interpolate_scattered(
     method: Method = "cubic",
     periodic_lon: bool = False,
     box: tuple[int, int, int, int] | None = None,
+    outside: Literal["nearest", "plane"] = "nearest",
 ) -> np.ndarray:
     """Interpolate scattered sensors onto every native cell (or the cells of ``box``).
 
@@ -81,10 +83,13 @@ def interpolate_scattered(
         box: ``(row0, row1, col0, col1)``: only these cells are computed (from every sensor,
             so the values equal the whole field's ``[row0:row1, col0:col1]``).
 
+        outside: what cells outside the sensors' convex hull (where cubic/linear are undefined)
+            take: ``"nearest"``, the nearest sensor's value (Euclidean in index space, replicated
+            sensors included; the classical baselines), or ``"plane"``, :func:`extrapolate_plane`
+            (the field's local gradient carried on past the outermost sensors).
+
     Returns:
-        float32 (ny, nx), or the box's shape. Cells outside the sensors' convex hull (where
-        cubic/linear are undefined) take the value of the nearest sensor (Euclidean in index
-        space, replicated sensors included).
+        float32 (ny, nx), or the box's shape.
     """
     ny, nx = (int(s) for s in shape)
     index, value = sensor_arrays(index, value, "interpolate")
@@ -123,10 +128,50 @@ def interpolate_scattered(
             inside = _inside_hull(tri, (ny, nx)).reshape(ny, nx)[r0:r1, c0:c1].ravel()
             out[inside] = interp(query[inside])
     missing = np.isnan(out)
-    if missing.any():
+    if missing.any() and outside == "plane" and method != "nearest":
+        out[missing] = extrapolate_plane(points, value, query[missing])
+    elif missing.any():
         _, nearest = cKDTree(points).query(query[missing])
         out[missing] = value[nearest]
     return out.reshape(r1 - r0, c1 - c0).astype(np.float32)
+
+
+#: Sensors a plane extrapolation is fitted to (chosen on the SST sample's validation days, cells
+#: outside the hull: 6 → 0.70 °C RMSE, 12 → 0.56, 24 → 0.60, against 1.08 for the nearest sensor).
+PLANE_NEIGHBOURS = 12
+
+
+def extrapolate_plane(points: np.ndarray, value: np.ndarray, query: np.ndarray,
+                      k: int = PLANE_NEIGHBOURS) -> np.ndarray:
+    """float64 (m,): at each query point, the plane fitted by weighted least squares (weight
+    ``1 / (1 + distance)``) to its ``k`` nearest points, evaluated there and kept within the
+    range of those points' values widened by half of it on each side.
+
+    For cells beyond the outermost sensors a field's gradient usually goes on (a front, a
+    coast's warm band); the nearest sensor's value stops it dead, which is most of an
+    interpolant's error at a domain's edge. Where the neighbours are collinear (no plane is
+    defined) the nearest point's value is taken.
+    """
+    points = np.asarray(points, np.float64)
+    value = np.asarray(value, np.float64)
+    query = np.asarray(query, np.float64).reshape(-1, 2)
+    k = min(k, points.shape[0])
+    dist, near = cKDTree(points).query(query, k=k)
+    dist, near = dist.reshape(len(query), k), near.reshape(len(query), k)
+    design = np.concatenate([np.ones((*near.shape, 1)), points[near] - query[:, None, :]], axis=2)  # (m, k, 3)
+    weight = 1.0 / (1.0 + dist)
+    normal = np.einsum("mki,mk,mkj->mij", design, weight, design)
+    rhs = np.einsum("mki,mk,mk->mi", design, weight, value[near])
+    nearest = value[near[:, 0]]
+    ok = k >= 3
+    if ok:
+        ok_rows = np.linalg.cond(normal) < 1e8
+        out = nearest.copy()
+        if ok_rows.any():
+            out[ok_rows] = np.linalg.solve(normal[ok_rows], rhs[ok_rows][..., None])[:, 0, 0]
+        lo, hi = value[near].min(axis=1), value[near].max(axis=1)
+        return np.clip(out, lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo))
+    return nearest
 
 
 def _barycentric_transforms(tri: Delaunay) -> np.ndarray:

@@ -40,7 +40,7 @@ from pipeline.sensor_features import (
 __all__ = ["SensorContext", "cycle_phase", "fit_context"]
 
 Sensors = Sequence[tuple[np.ndarray, np.ndarray]]
-BASES: tuple[BaseMethod, ...] = ("linear", "nearest", "cubic", "kriging")  # codes kept in checkpoints
+BASES: tuple[BaseMethod, ...] = ("linear", "nearest", "cubic", "kriging", "cubic_plane")  # codes kept in checkpoints
 
 
 def cycle_phase(step: dt.date, sub_daily: bool) -> float:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from scipy.spatial import cKDTree
+from scipy.ndimage import distance_transform_edt
 
 from pipeline.baselines import fill_nearest, interpolate_scattered
 
@@ -47,7 +47,7 @@ __all__ = [
     "step_channels",
 ]
 
-BaseMethod = Literal["cubic", "linear", "nearest", "kriging"]
+BaseMethod = Literal["cubic", "linear", "nearest", "kriging", "cubic_plane"]
 Box = tuple[int, int, int, int]
 
 #: Channel order of :func:`step_channels`.
@@ -99,11 +99,12 @@ def distance_to_sensors(index: np.ndarray, shape: tuple[int, int], box: Box | No
     if index.size == 0:
         raise ValueError("no sensors: distance undefined")
     r0, r1, c0, c1 = _box(shape, box)
-    rows, cols = np.divmod(index, int(shape[1]))
-    gr, gc = np.mgrid[r0:r1, c0:c1]
-    dist, _ = cKDTree(np.column_stack([rows, cols]).astype(np.float64)).query(
-        np.column_stack([gr.ravel(), gc.ravel()]).astype(np.float64))
-    return dist.reshape(r1 - r0, c1 - c0).astype(np.float32)
+    # an exact Euclidean distance transform of the grid (scipy's, linear in the cells): the same
+    # distances as a k-d tree query of every cell, 10–15 × faster on the demo's grid (measured)
+    free = np.ones(int(shape[0]) * int(shape[1]), bool)
+    free[index] = False
+    dist = distance_transform_edt(free.reshape(shape))
+    return np.asarray(dist[r0:r1, c0:c1], np.float32)
 
 
 def base_interpolant(
@@ -125,8 +126,8 @@ def base_interpolant(
     index = _check(index, value, shape)
     if index.size == 0:
         raise ValueError("no sensors to interpolate")
-    if method not in ("cubic", "linear", "nearest", "kriging"):
-        raise ValueError(f"unknown base method {method!r}; use 'cubic', 'linear', 'nearest' or 'kriging'")
+    if method not in ("cubic", "linear", "nearest", "kriging", "cubic_plane"):
+        raise ValueError(f"unknown base method {method!r}; use 'cubic', 'cubic_plane', 'linear', 'nearest' or 'kriging'")
     r0, r1, c0, c1 = _box(shape, box)
     if method == "kriging":
         from pipeline.kriging import ordinary_kriging
@@ -134,6 +135,9 @@ def base_interpolant(
         if variogram is None:
             raise ValueError("a kriging base needs a variogram fitted to training sensors")
         return ordinary_kriging(index, value, shape, variogram)[r0:r1, c0:c1].copy()
+    if method == "cubic_plane":
+        return interpolate_scattered(index, value, shape, "cubic" if index.size >= 3 else "nearest",
+                                     box=(r0, r1, c0, c1), outside="plane")
     return interpolate_scattered(index, value, shape, method if index.size >= 3 else "nearest", box=(r0, r1, c0, c1))
 
 

@@ -100,9 +100,10 @@ class ModelRegistry:
 
     def fingerprint(self, model_id: str | None) -> str:
         """SHA-256 of the published checkpoint: what a reconstruction's commit marker records, so
-        that a model retrained under the same id never counts as the one that wrote a step."""
-        meta = self.meta(model_id)
-        return str(meta.get("checkpoint_sha256") or _sha256(self.checkpoint(model_id)))
+        that a model retrained under the same id never counts as the one that wrote a step.
+        Hashed from the file itself (milliseconds), not read from meta.json, which a publish
+        killed between its two writes leaves one model behind."""
+        return _sha256(self.checkpoint(model_id))
 
     def list(self) -> list[str]:
         """Published model ids, oldest first."""

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from scipy.interpolate import griddata
+from scipy.spatial import cKDTree
 
 from pipeline.baselines import (
     BASELINES,
     bicubic_from_bins,
+    extrapolate_plane,
     fill_nearest,
     interpolate_scattered,
     nearest_from_bins,
@@ -84,6 +86,46 @@ def test_outside_hull_is_nearest_and_nearest_method() -> None:
     near = interpolate_scattered(index, value, SHAPE, "nearest")
     np.testing.assert_array_equal(near.ravel()[index], value)
     assert set(np.unique(near)) == {1.0, 2.0, 3.0}
+
+
+def test_plane_extrapolation_carries_a_gradient_past_the_outermost_sensors() -> None:
+    """Beyond the hull a plane through the nearest sensors continues a front that the nearest
+    sensor's value stops; inside the hull the field is the cubic one, and the sensors exact."""
+    y, x = grid(SHAPE)
+    field = 10.0 + 0.08 * y - 0.05 * x + 0.5 * np.sin(x / 15)
+    rng = np.random.default_rng(3)
+    inner = np.flatnonzero(((y > 12) & (y < SHAPE[0] - 12) & (x > 12) & (x < SHAPE[1] - 12)).ravel())
+    index = np.sort(rng.choice(inner, 700, replace=False))
+    value = field.ravel()[index]
+    cubic = interpolate_scattered(index, value, SHAPE, "cubic")
+    plane = interpolate_scattered(index, value, SHAPE, "cubic", outside="plane")
+    points = np.column_stack(np.divmod(index, SHAPE[1])).astype(float)
+    outside = np.isnan(griddata(points, value, (y, x), method="linear"))
+    assert outside.sum() > 3000
+    np.testing.assert_array_equal(plane[~outside], cubic[~outside])
+    np.testing.assert_allclose(plane.ravel()[index], value, atol=1e-5)
+    err = {name: np.sqrt(np.mean((f - field)[outside] ** 2)) for name, f in (("nearest", cubic), ("plane", plane))}
+    assert err["plane"] < 0.5 * err["nearest"], err
+    # an exactly planar field is continued exactly (within the clamp to the neighbours' range)
+    flat = 2.0 + 0.01 * y + 0.02 * x
+    out = interpolate_scattered(index, flat.ravel()[index], SHAPE, "linear", outside="plane")
+    near_hull = outside & (ndimage.distance_transform_edt(outside) <= 3)
+    np.testing.assert_allclose(out[near_hull], flat[near_hull], atol=1e-4)
+
+
+def test_plane_extrapolation_of_collinear_neighbours_is_the_nearest_value() -> None:
+    points = np.array([[0.0, float(c)] for c in range(12)])
+    value = np.arange(12.0)
+    out = extrapolate_plane(points, value, np.array([[5.0, 3.0], [-2.0, 11.2]]))
+    np.testing.assert_array_equal(out, [3.0, 11.0])
+    # and the fit never leaves the neighbours' range widened by half of it
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 10, (40, 2))
+    vals = rng.normal(size=40)
+    far = extrapolate_plane(pts, vals, np.array([[200.0, -150.0]]))
+    _, near = cKDTree(pts).query([[200.0, -150.0]], k=12)
+    lo, hi = vals[near].min(), vals[near].max()
+    assert lo - 0.5 * (hi - lo) - 1e-12 <= far[0] <= hi + 0.5 * (hi - lo) + 1e-12
 
 
 def test_degenerate_inputs() -> None:

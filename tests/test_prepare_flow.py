@@ -86,3 +86,15 @@ def test_other_parameters_on_an_existing_store_are_refused(raw_store, tmp_path, 
     other = cfg.model_copy(update={"seeding": cfg.seeding.model_copy(update={"sensors_per_bin": 5.0})})
     with pytest.raises(ConfigError, match=r"seeding.sensors_per_bin: store has 10.0, asked 5.0"):
         run_flow(prepare_flow, other, START, START)
+
+
+def test_more_sensors_than_cells_warns_once_and_senses_every_valid_cell(raw_store, tmp_path, dask_cluster, caplog):
+    cfg = cfg_for(raw_store, tmp_path / "many.zarr", dask_cluster,
+                  **{"seeding.sensors_per_bin": 300, "seeding.bin_size": 16, "seeding.upsampling": 8})
+    assert run_flow(prepare_flow, cfg, START, START + dt.timedelta(days=2))["summary"]["ok"] == 3
+    lines = [r.getMessage() for r in caplog.records if "exceeds the 256 cells" in r.getMessage()]
+    assert len(lines) == 1 and "seeding.sensors_per_bin = 300" in lines[0]
+    ds = xr.open_zarr(tmp_path / "many.zarr", consolidated=False)
+    ocean = ~ds.land_mask.values.astype(bool)
+    idx = ds.sensor_index.values[0]
+    assert (idx >= 0).sum() == ocean.sum()  # every valid (never-land) cell of the day is a sensor

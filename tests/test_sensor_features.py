@@ -163,6 +163,29 @@ def test_kriging_base_and_its_context_survive_a_checkpoint():
         base_interpolant(index, value, SHAPE, "kriging")
 
 
+def test_cubic_plane_base_survives_a_checkpoint_and_crops_exactly():
+    """The cubic base with a plane beyond the sensors' hull: exact at the sensors, a box equal to
+    the whole grid's cropped, the same base after the context's arrays are saved and read."""
+    from pipeline.sensor_context import SensorContext, fit_context
+
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    steps = []
+    for k in range(6):
+        index, _ = _sensors(60, seed=k)
+        field = 0.3 * rows - 0.2 * cols + np.sin(cols / 5.0 + k) + 20.0
+        steps.append((index, field.ravel()[index].astype(np.float32)))
+    ctx = fit_context(steps, [k / 6 for k in range(6)], np.zeros(SHAPE, bool), groups=2, base="cubic_plane")
+    index, value = steps[0]
+    whole = ctx.channels(index, value)
+    np.testing.assert_allclose(whole[2].ravel()[index], ctx.normalise(value), atol=1e-5)
+    np.testing.assert_allclose(ctx.channels(index, value, box=(0, 9, 0, 20)), whole[:, 0:9, 0:20], atol=1e-6)
+    back = SensorContext.from_arrays(ctx.to_arrays())
+    assert back.base == "cubic_plane"
+    np.testing.assert_array_equal(back.channels(index, value), whole)
+    plain = base_interpolant(index, ctx.normalise(value), SHAPE, "cubic")
+    assert not np.array_equal(plain, whole[2])  # the cells beyond the hull differ
+
+
 def test_pool_sensors_keeps_the_step_and_shifts_the_others_by_the_drift():
     """The step's own sensors come first, unchanged; another step's sensor joins only at a cell
     not yet taken (nearest step first), shifted by the difference of the two references."""

@@ -134,7 +134,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_training_patches_hold_their_sensor_and_stay_inside_the_domain():
     """A patch is drawn around a withheld sensor, shifted inside the domain; its loss region is
     the patch less an 8-cell margin, except where the patch meets the domain's own edge."""
-    from model.sensornet_fit import PATCH_MARGIN, _patch_boxes, uses_patches
+    from model.sensornet_samples import PATCH_MARGIN, patch_boxes, uses_patches
 
     shape, patch = (60, 90), 16
     assert uses_patches(shape, patch) and not uses_patches((20, 30), patch) and not uses_patches(shape, 0)
@@ -142,7 +142,7 @@ def test_training_patches_hold_their_sensor_and_stay_inside_the_domain():
     for _ in range(200):
         cells = rng.choice(shape[0] * shape[1], size=40, replace=False)
         held, kept = cells[:10], cells[10:]
-        (r0, r1, c0, c1), (s0, s1, t0, t1) = _patch_boxes(shape, patch, held, kept, rng)
+        (r0, r1, c0, c1), (s0, s1, t0, t1) = patch_boxes(shape, patch, held, kept, rng)
         assert 0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]
         assert (r1 - r0, c1 - c0) == (patch + 2 * PATCH_MARGIN,) * 2  # one size: samples stack
         assert s0 == (r0 if r0 == 0 else r0 + PATCH_MARGIN) and s1 == (r1 if r1 == shape[0] else r1 - PATCH_MARGIN)
@@ -153,11 +153,11 @@ def test_training_patches_hold_their_sensor_and_stay_inside_the_domain():
 
 def test_patches_are_drawn_where_interpolation_is_least_certain():
     """An isolated withheld sensor (far from every kept one) anchors patches far more often."""
-    from model.sensornet_fit import _patch_boxes
+    from model.sensornet_samples import patch_boxes
 
     shape, nx = (100, 100), 100
     kept = np.array([r * nx + c for r in range(0, 50, 3) for c in range(0, 100, 3)])  # dense top half
     isolated, crowded = 90 * nx + 50, 10 * nx + 11
     rng = np.random.default_rng(1)
-    near_isolated = sum(_patch_boxes(shape, 16, np.array([isolated, crowded]), kept, rng)[1][0] > 50 for _ in range(300))
+    near_isolated = sum(patch_boxes(shape, 16, np.array([isolated, crowded]), kept, rng)[1][0] > 50 for _ in range(300))
     assert near_isolated > 280

@@ -18,7 +18,8 @@ from flows.states import run_flow
 from flows.train import train_flow
 from model.config import SensorNetConfig
 from model.data import SparseFieldDataset
-from model.sensornet_fit import SensorSequence, fit_sensornet, load_engine, uses_patches
+from model.sensornet_fit import SensorSequence, fit_sensornet, load_engine
+from model.sensornet_samples import uses_patches
 from model.synthetic import SyntheticSource, estimate_norm
 from model.trainer import TrainConfig, Trainer
 from pipeline.normalisation import StreamingStats
@@ -163,7 +164,8 @@ def test_pooled_engine_starts_at_the_pooled_interpolant_and_keeps_every_sensor()
     step's sensors pooled with its window's, drift-corrected: equal to the sensor values at the
     step's sensors, and different from the step's own interpolant between them."""
     from model.sensornet import SensorNet, input_channels
-    from model.sensornet_fit import SensorNetEngine, offsets
+    from model.sensornet_fit import SensorNetEngine
+    from model.sensornet_samples import offsets
     from pipeline.sensor_features import base_interpolant, drift_reference, pool_sensors
 
     ny, nx, t = 24, 32, 6
@@ -190,14 +192,14 @@ def test_a_patch_pools_nearly_what_the_whole_grid_pools():
     demo seeds): inside the patch its base is the whole grid's pooled base to within 2 % of the
     field's spread at 99 % of the cells. The rest are ties of the Delaunay triangulation of grid
     points (four sensors on one circle), which qhull breaks differently for another point set."""
-    from model.sensornet_fit import _Channels, offsets
+    from model.sensornet_samples import StepChannels, offsets
 
     ny, nx, t = 60, 90, 5
     yy, xx = np.mgrid[0:ny, 0:nx]
     field = np.stack([np.sin(xx / 7.0 + k / 4) * np.cos(yy / 6.0) for k in range(t)]).astype(np.float32)
     seq, _ = _sequence(field, percent=4)
     ctx = fit_context(seq.sensors, seq.phases, np.zeros((ny, nx), bool), groups=2, base="cubic")
-    chans = _Channels(seq, ctx, sigma=3.0)
+    chans = StepChannels(seq, ctx, sigma=3.0)
     offs = offsets("causal", 3)
     index, value = seq.sensors[t - 1]
     whole = chans.pooled_centre(t - 1, index, value, offs)
@@ -212,16 +214,16 @@ def test_edge_weight_depends_on_the_position_only():
     """With ``edge = (extra, band)`` a withheld sensor within ``band`` cells of the domain's edge
     weighs ``1 + extra``, every other one 1; targets and inputs are those of the unweighted
     sample drawn with the same generator."""
-    from model.sensornet_fit import _Channels, _sample, offsets
+    from model.sensornet_samples import StepChannels, make_sample, offsets
 
     ny, nx, t = 40, 60, 4
     yy, xx = np.mgrid[0:ny, 0:nx]
     field = np.stack([np.sin(xx / 7.0 + k / 4) * np.cos(yy / 6.0) for k in range(t)]).astype(np.float32)
     seq, _ = _sequence(field)
     ctx = fit_context(seq.sensors, seq.phases, np.zeros((ny, nx), bool), groups=2, base="cubic")
-    chans, offs = _Channels(seq, ctx), offsets("causal", 2)
-    x0, y0, w0 = _sample(t - 1, chans, offs, ctx, 0.4, np.random.default_rng(3), 0)
-    x1, y1, w1 = _sample(t - 1, chans, offs, ctx, 0.4, np.random.default_rng(3), 0, (9.0, 5))
+    chans, offs = StepChannels(seq, ctx), offsets("causal", 2)
+    x0, y0, w0 = make_sample(t - 1, chans, offs, ctx, 0.4, np.random.default_rng(3), 0)
+    x1, y1, w1 = make_sample(t - 1, chans, offs, ctx, 0.4, np.random.default_rng(3), 0, (9.0, 5))
     np.testing.assert_array_equal(x0, x1)
     np.testing.assert_array_equal(y0, y1)
     rr, cc = np.mgrid[0:ny, 0:nx]
