@@ -113,10 +113,21 @@ def _fail(exc: Exception) -> None:
 def _finish(result: dict[str, Any]) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
     out.print(f"[bold]{result['store']}[/]: {counts}")
-    if not result["ok"]:
-        days = result.get("failed_days", [])
+    _exit_if_partial(result)
+
+
+def _exit_if_partial(result: dict[str, Any]) -> None:
+    """Exit 3 when some steps failed and others are done, 2 when none is done."""
+    if result["ok"]:
+        return
+    days = result.get("failed_days", [])
+    if days:
         err.print(f"[yellow]some days failed or were missing[/] {escape(str(days[:10]))}{' …' if len(days) > 10 else ''}")
-        raise typer.Exit(EXIT_PARTIAL)
+    if result.get("error"):
+        err.print(f"[bold red]error:[/] {escape(redact_text(str(result['error'])))}")
+    summary = result.get("summary", {})
+    done = sum(summary.get(k, 0) for k in ("ok", "unchanged", "skipped"))
+    raise typer.Exit(EXIT_PARTIAL if done or not summary else EXIT_BAD_INPUT)
 
 
 @app.command("sample-archive")
@@ -360,13 +371,6 @@ def show_config(config: ConfigOpt = None) -> None:
 
 # ---- operations: daily runs, backfills, deployments (flows/daily.py, backfill.py, deployments.py) ----
 # (commands below this line are registered by the operations modules' authors)
-
-
-def _exit_if_partial(result: dict[str, Any]) -> None:
-    if not result["ok"]:
-        days = result.get("failed_days", [])
-        err.print(f"[yellow]some days failed or were missing[/] {escape(str(days[:10]))}{' …' if len(days) > 10 else ''}")
-        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()

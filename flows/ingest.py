@@ -11,13 +11,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
-from flows.ingest_job import ingest_files_job, record_failure, refresh_land_mask
+from flows.ingest_job import ingest_files_job, record_failure, refresh_land_mask, stored_since
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise, write_report
 from flows.states import finish
 from flows.windowed import run_windowed
 from pipeline.errors import ArchiveError
 from pipeline.readers import read_archive_file, validate_step
+from pipeline.secrets import redact_url
 from pipeline.sources import ArchiveFile, ArchiveIndex, read_bytes, resolve_archive
 from pipeline.steps import DAILY, Cadence, describe_runs, parse_step, step_label
 from storage.raw_store import create_raw_store
@@ -159,6 +160,7 @@ def ingest_flow(
         source, len(index.files), start, end, index.cadence.code, len(index.missing), len(index.duplicates),
     )
     store = open_or_create_store(config, index, start, end)
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()  # the markers' resolution
     outcomes: list[StepOutcome] = []
     for step in index.missing:
         label = step_label(step)
@@ -187,11 +189,18 @@ def ingest_flow(
         ):
             if isinstance(result, Exception):
                 msg = f"ingest crashed after retries: {type(result).__name__}: {result}"
-                result = [record_failure(store, step_label(d), "failed", f.url, msg) for f in group for d in f.steps]
+                result = [StepOutcome(step_label(d), "ok", redact_url(f.url), "stored before the task crashed")
+                          if stored_since(store, step_label(d), f.url, started)
+                          else record_failure(store, step_label(d), "failed", f.url, msg) for f in group for d in f.steps]
             outcomes.extend(result)
             progress.advance(len(group))
 
-    cleared = refresh_land_mask(store, [parse_step(o.day) for o in outcomes if o.status in ("ok", "unchanged")])
+    mask_error = None
+    try:
+        cleared = refresh_land_mask(store, [parse_step(o.day) for o in outcomes if o.status in ("ok", "unchanged")])
+    except OSError as exc:  # full disk, read-only store: the next run refreshes it from the same steps
+        cleared, mask_error = 0, f"land mask not refreshed: {exc}"
+        logger.error("%s; re-run the ingest once the store is writable", mask_error)
     if cleared:
         logger.info("land mask: %d cells had a valid value in an ingested step and are ocean now", cleared)
     for o in outcomes:
@@ -215,5 +224,6 @@ def ingest_flow(
         "store": config.stores.raw,
         "summary": counts,
         "failed_days": [o.day for o in outcomes if o.status in ("failed", "missing")],
-        "ok": not any_failed(outcomes),
+        "ok": not any_failed(outcomes) and mask_error is None,
+        **({"error": mask_error} if mask_error else {}),
     })

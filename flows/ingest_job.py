@@ -51,8 +51,18 @@ def record_failure(store: StepStore, day_iso: str, status: str, source: str, mes
     if _is_ok(old):
         message += f" (kept the version stored from {old.get('source')})"
     else:
-        store.commit(day, {"status": status, "source": source, "error": message})
+        try:
+            store.commit(day, {"status": status, "source": source, "error": message})
+        except OSError as exc:  # a full disk or a read-only store: the outcome is still reported
+            message += f" (not recorded in the store: {exc})"
     return StepOutcome(day_iso, status, source, message)  # type: ignore[arg-type]
+
+
+def stored_since(store: StepStore, day_iso: str, source: str, since: str) -> bool:
+    """True when ``store`` committed the step ``ok`` from ``source`` at or after ``since`` (an
+    ISO time): a task that crashed after storing some of its steps did store those."""
+    marker = store.marker(parse_step(day_iso))
+    return _is_ok(marker) and marker.get("source") == redact_url(source) and str(marker.get("written_at", "")) >= since
 
 
 def ingest_file_job(
@@ -99,11 +109,15 @@ def ingest_file_job(
             outcomes.append(StepOutcome(iso, "unchanged", shown, "a final version is stored"))
             continue
         values = np.asarray(values, dtype="float32")  # as the file says: a cell valid today is kept
-        store.write_step(day_field.step, {variable: values})
-        store.commit(
-            day_field.step,
-            {"status": "ok", "source": shown, "sha256": sha, "preliminary": file.preliminary},
-        )
+        try:
+            store.write_step(day_field.step, {variable: values})
+            store.commit(
+                day_field.step,
+                {"status": "ok", "source": shown, "sha256": sha, "preliminary": file.preliminary},
+            )
+        except OSError as exc:  # full disk, read-only store: this step fails, the others go on
+            outcomes.append(record_failure(store, iso, "failed", file.url, f"cannot write the store: {exc}"))
+            continue
         outcomes.append(StepOutcome(iso, "ok", shown))
     held = [step_label(f.step) for f in decoded.steps]
     holds = f"{held[0]} … {held[-1]} ({len(held)} steps)" if len(held) > 3 else ", ".join(held) or "no step"

@@ -49,6 +49,12 @@ class SensorNetConfig(BaseModel):
     )
     edge_band: int = Field(6, ge=1, description="cells from the domain's edge that edge_weight applies to")
     features: int = Field(16, ge=4, description="U-Net width at full resolution")
+    activation: Literal["relu", "silu"] = Field(
+        "relu", description="the U-Net's activation; silu has no dead zone that a large step can push units into"
+    )
+    grad_clip: float = Field(
+        0.0, ge=0, description="clip the gradient's norm to this before each step (0: no clipping)"
+    )
     depth: int = Field(2, ge=0, le=4, description="U-Net levels")
     iterations: int = Field(300, ge=1, description="optimiser steps")
     batch_size: int = Field(12, ge=1)

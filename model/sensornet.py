@@ -54,10 +54,16 @@ __all__ = [
 DIST_SCALE = 4.0
 
 
-def _block(c_in: int, c_out: int, padding_mode: str) -> nn.Sequential:
+#: Activations a SensorNet may use. ``"relu"`` is what older checkpoints were built with;
+#: ``"silu"`` (x·sigmoid(x)) has no dead zone: a unit pushed negative by one large step still
+#: passes gradient, where a ReLU unit stops learning for good.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
+
+
+def _block(c_in: int, c_out: int, padding_mode: str, act: type[nn.Module]) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode=padding_mode), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, padding_mode=padding_mode), nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode=padding_mode), act(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, padding_mode=padding_mode), act(inplace=True),
     )
 
 
@@ -74,9 +80,11 @@ class SensorNet(ZooModule):
             ``honour_sensors`` to zero the correction at input sensors.
         honour_sensors: output equals the base (hence the sensor value) at input sensors.
         padding_mode: ``"replicate"`` or ``"zeros"`` for every 3×3 convolution.
+        activation: ``"relu"`` or ``"silu"`` (:data:`ACTIVATIONS`) after every convolution but
+            the last.
 
-    Layout: 1×1 stem (in → features, ReLU), then a U-Net of ``depth`` levels, each level two
-    3×3 conv + ReLU, average-pool down, nearest up + skip concatenation, 1×1 tail.
+    Layout: 1×1 stem (in → features, activation), then a U-Net of ``depth`` levels, each level
+    two 3×3 conv + activation, average-pool down, nearest up + skip concatenation, 1×1 tail.
 
     Shapes: (B, in_channels, h, w) → (B, 1, h, w); any h, w (replicate-padded internally to a
     multiple of ``2**depth`` and cropped back). The last convolution is zero-initialised.
@@ -91,6 +99,7 @@ class SensorNet(ZooModule):
         mask_channel: int = 1,
         honour_sensors: bool = True,
         padding_mode: str = "replicate",
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         self._args = {
@@ -101,7 +110,11 @@ class SensorNet(ZooModule):
             "mask_channel": check_int("mask_channel", mask_channel, -1),
             "honour_sensors": bool(honour_sensors),
             "padding_mode": str(padding_mode),
+            "activation": str(activation),
         }
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        act = ACTIVATIONS[activation]
         self.in_channels = in_channels
         if base_channel >= in_channels or mask_channel >= in_channels:
             raise ValueError("base_channel and mask_channel must index an input channel")
@@ -109,11 +122,11 @@ class SensorNet(ZooModule):
             raise ValueError(f"padding_mode must be 'replicate' or 'zeros', got {padding_mode!r}")
         pm = padding_mode
         widths = [features * 2**k for k in range(depth + 1)]
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, features, 1), nn.ReLU(inplace=True))
-        self.enc = nn.ModuleList([_block(features, widths[0], pm)])
-        self.enc.extend(_block(widths[k - 1], widths[k], pm) for k in range(1, depth + 1))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, features, 1), act(inplace=True))
+        self.enc = nn.ModuleList([_block(features, widths[0], pm, act)])
+        self.enc.extend(_block(widths[k - 1], widths[k], pm, act) for k in range(1, depth + 1))
         self.dec = nn.ModuleList(
-            _block(widths[k + 1] + widths[k], widths[k], pm) for k in reversed(range(depth))
+            _block(widths[k + 1] + widths[k], widths[k], pm, act) for k in reversed(range(depth))
         )
         self.tail = nn.Conv2d(widths[0], 1, 1)
         nn.init.zeros_(self.tail.weight)

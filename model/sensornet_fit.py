@@ -49,7 +49,8 @@ def fit_sensornet(
     offs = offsets(cfg.window, cfg.window_steps)
     torch.manual_seed(cfg.seed)
     chans = StepChannels(seq, ctx, sigma=cfg.pool_sigma)
-    net = SensorNet(input_channels(len(offs), 1, 5), features=cfg.features, depth=cfg.depth).to(device)
+    net = SensorNet(input_channels(len(offs), 1, 5), features=cfg.features, depth=cfg.depth,
+                    activation=cfg.activation).to(device)
     # the scored and kept weights: an exponential moving average of the steps' (cfg.ema > 0),
     # which smooths out the last steps' noise, or the steps' own
     averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema > 0 else None
@@ -67,6 +68,8 @@ def fit_sensornet(
         loss = masked_loss(net(x), y, w)
         opt.zero_grad()
         loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
         if averaged is not None:

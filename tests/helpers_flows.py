@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,18 @@ def write_toml(path: Path, overrides: dict[str, Any]) -> Path:
         for s, kv in sections.items()
     ))
     return path
+
+
+def run_cli(*args: str, cwd: object) -> tuple[int, list[str]]:
+    """Run the real ``seedfield`` entry point in a process; its exit code and non-empty lines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "60", "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    proc = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, env=env)
+    return proc.returncode, [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]

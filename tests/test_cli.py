@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import xarray as xr
@@ -11,6 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_PARTIAL, app
 from pipeline.oisst import oisst_relpath
+from tests.helpers_flows import run_cli as _cli
 from tests.helpers_flows import tree_digest
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -78,21 +78,6 @@ def test_compare_without_a_seedings_store_exits_2(tmp_path):
                             "--end", "2020-01-02", "--json", str(tmp_path / "z.json")])
     assert r.exit_code == EXIT_BAD_INPUT
     assert "none.zarr" in r.output and "prepare" in r.output
-
-
-def _cli(*args: str, cwd) -> tuple[int, list[str]]:
-    """Run the real ``seedfield`` entry point in a process; its exit code and non-empty lines."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from prefect.settings import PREFECT_API_URL
-
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "60", "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    proc = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, env=env)
-    return proc.returncode, [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
 
 
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
