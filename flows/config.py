@@ -47,6 +47,10 @@ class ArchiveSettings(_Section):
         description="time step of the store: '1D' (daily), 'Nh' (e.g. '1h', '3h'), '1MS' (monthly) "
         "or 'climatology'; None = detected from the files (daily when they cannot tell)",
     )
+    grid_file: str | None = Field(
+        None, description="a netCDF file whose 1-D latitude and longitude define a new store's grid (a land-sea "
+        "mask or a grid description); None = the grid of the first files, when they agree"
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
 
     @field_serializer("source", when_used="json")

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
+import numpy as np
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -84,27 +85,41 @@ def open_or_create_store(
             problems.append(str(exc))  # ArchiveError messages are redacted already
             continue
         first = decoded.steps[0].values
-        _check_first_grids_agree(index, file, decoded.grid, config, cadence)
+        if config.archive.grid_file:  # the grid is chosen, not inherited from a file of the archive
+            grid = _configured_grid(config.archive.grid_file)
+            land = np.ones((grid.lat.size, grid.lon.size), bool)  # land until a step has a value there
+            origin = {"grid_source": f"{config.archive.grid_file} (config key archive.grid_file)",
+                      "land_mask_source": "cells where no ingested step has a valid value"}
+        else:
+            _check_first_grids_agree(index, file, decoded.grid, config, cadence)
+            grid, land = decoded.grid, ~(first == first)  # NaN in the first good day = land
+            origin = {"grid_source": file.url, "land_mask_sha256": hashlib.sha256(data).hexdigest(),
+                      "land_mask_source": f"{file.url} (cells without data), then cleared where an "
+                                          "ingested step has a valid value"}
         return create_raw_store(
             path,
             days,
-            decoded.grid.lat,
-            decoded.grid.lon,
-            land_mask=~(first == first),  # NaN in the first good day = land
+            grid.lat,
+            grid.lon,
+            land_mask=land,
             variable=config.archive.variable,
-            variable_attrs=decoded.attrs,
-            attrs={
-                "source_archive": str(config.archive.source),  # the store redacts credentials in attributes
-                "land_mask_source": f"{file.url} (cells without data), then cleared where an "
-                                    "ingested step has a valid value",
-                "grid_source": file.url,
-                "land_mask_sha256": hashlib.sha256(data).hexdigest(),
-            },
+            variable_attrs=decoded.attrs,  # units and names from the first readable file
+            attrs={"source_archive": str(config.archive.source), **origin},  # the store redacts credentials
             storage_options=opts,
             cadence=cadence,
         )
     detail = "\n  ".join(problems[:5]) or "no file in the range"
     raise ArchiveError(str(config.archive.source), f"no readable file to build the store from:\n  {detail}")
+
+
+def _configured_grid(path: str) -> Any:
+    """The grid of ``archive.grid_file``; a ConfigError naming the key and the file otherwise."""
+    from pipeline.grid import read_grid_file
+
+    try:
+        return read_grid_file(path)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'archive.grid_file': {exc}") from None
 
 
 def _check_first_grids_agree(index: ArchiveIndex, first: ArchiveFile, grid: Any, config: SeedfieldConfig,

@@ -67,8 +67,9 @@ def train_sensornet_task(
     device = "cuda" if config.train.device != "cpu" and _cuda() else "cpu"
 
     def progress(rec: dict[str, float]) -> None:
-        logger.info("iteration %d: train RMSE at withheld sensors %.4f, validation %.4f (%.0f s)",
-                    rec["iteration"], rec["train_rmse"], rec.get("val_rmse", float("nan")), rec["seconds"])
+        logger.info("iteration %d: train RMSE at withheld sensors %.4f, validation RMSE %.4f, MAE %.4f (%.0f s)",
+                    rec["iteration"], rec["train_rmse"], rec.get("val_rmse", float("nan")),
+                    rec.get("val_mae", float("nan")), rec["seconds"])
 
     net, history = fit_sensornet(seq, train, val, ctx, cfg, device=device, on_progress=progress)
     seconds = time.perf_counter() - t0
@@ -76,8 +77,7 @@ def train_sensornet_task(
     save(path, net, ctx, cfg, {"model_id": model_id, "context_steps": len(spread)})
     create_table_artifact([{k2: round(v, 5) if isinstance(v, float) else v for k2, v in h.items()} for h in history],
                           key="train-sensornet-curve", description=f"{model_id}: RMSE at withheld sensors")
-    best = min((h.get("val_rmse", np.inf) for h in history), default=np.inf)
-    kept = next((h["iteration"] for h in history if h.get("val_rmse") == best), history[-1]["iteration"])
+    kept = next((h["iteration"] for h in history if h.get("kept")), history[-1]["iteration"])
     return {"kept_checkpoint": str(path), "last_checkpoint": str(path), "kept_epoch": kept,
             "history": history, "seconds": seconds, "processes": 1,
             "parameters": sum(p.numel() for p in net.parameters())}

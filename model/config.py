@@ -52,6 +52,10 @@ class SensorNetConfig(BaseModel):
     activation: Literal["relu", "silu"] = Field(
         "relu", description="the U-Net's activation; silu has no dead zone that a large step can push units into"
     )
+    tail_init: float = Field(
+        0.0, ge=0, description="standard deviation of the last layer's initial weights (0: zeros, the untrained "
+        "net is exactly its base but its other layers get no gradient until the last has grown)"
+    )
     grad_clip: float = Field(
         0.0, ge=0, description="clip the gradient's norm to this before each step (0: no clipping)"
     )

@@ -82,12 +82,13 @@ class SensorNet(ZooModule):
         padding_mode: ``"replicate"`` or ``"zeros"`` for every 3×3 convolution.
         activation: ``"relu"`` or ``"silu"`` (:data:`ACTIVATIONS`) after every convolution but
             the last.
+        tail_init: standard deviation of the last convolution's initial weights (0: zeros).
 
     Layout: 1×1 stem (in → features, activation), then a U-Net of ``depth`` levels, each level
     two 3×3 conv + activation, average-pool down, nearest up + skip concatenation, 1×1 tail.
 
     Shapes: (B, in_channels, h, w) → (B, 1, h, w); any h, w (replicate-padded internally to a
-    multiple of ``2**depth`` and cropped back). The last convolution is zero-initialised.
+    multiple of ``2**depth`` and cropped back). The last convolution starts at zero (or at ``tail_init``).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class SensorNet(ZooModule):
         honour_sensors: bool = True,
         padding_mode: str = "replicate",
         activation: str = "relu",
+        tail_init: float = 0.0,
     ) -> None:
         super().__init__()
         self._args = {
@@ -111,6 +113,7 @@ class SensorNet(ZooModule):
             "honour_sensors": bool(honour_sensors),
             "padding_mode": str(padding_mode),
             "activation": str(activation),
+            "tail_init": float(tail_init),
         }
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -129,7 +132,11 @@ class SensorNet(ZooModule):
             _block(widths[k + 1] + widths[k], widths[k], pm, act) for k in reversed(range(depth))
         )
         self.tail = nn.Conv2d(widths[0], 1, 1)
-        nn.init.zeros_(self.tail.weight)
+        # zero: an untrained net returns its base exactly, but no gradient reaches the layers
+        # before the tail until the tail has grown (tens of steps of noise under Adam);
+        # tail_init > 0: normal weights of that standard deviation, the untrained net within
+        # ~tail_init × features of its base, every layer learning from the first step
+        nn.init.normal_(self.tail.weight, std=tail_init) if tail_init > 0 else nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
     def correction(self, x: Tensor) -> Tensor:

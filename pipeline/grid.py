@@ -248,3 +248,33 @@ def crop_indices(grid: Grid, region: Region) -> tuple[np.ndarray, np.ndarray, Gr
             lon_index = order[positions]
             lon_values = other[lon_index]
     return lat_index, lon_index, Grid(grid.lat[lat_index], lon_values)
+
+
+def read_grid_file(path: str) -> Grid:
+    """The grid of a netCDF file: its 1-D latitude and longitude coordinates (recognised by name,
+    ``standard_name`` or units, as the archive readers do), ascending. Raises ValueError naming
+    the file and what was expected."""
+    import netCDF4
+
+    from pipeline.readers import _is_lat, _is_lon
+
+    try:
+        ds = netCDF4.Dataset(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot open the grid file ({exc}); expected a netCDF file") from None
+    try:
+        found: dict[str, np.ndarray] = {}
+        for name, var in ds.variables.items():
+            if var.ndim != 1:
+                continue
+            kind = "lat" if _is_lat(name, var) else "lon" if _is_lon(name, var) else None
+            if kind and kind not in found:
+                found[kind] = np.asarray(var[:], np.float64)
+    finally:
+        ds.close()
+    if set(found) != {"lat", "lon"}:
+        raise ValueError(f"{path}: expected 1-D latitude and longitude coordinates, found {sorted(found) or 'none'}")
+    try:
+        return Grid(lat=np.sort(found["lat"]), lon=np.sort(found["lon"]))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

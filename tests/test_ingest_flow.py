@@ -191,3 +191,37 @@ def test_a_first_file_on_another_grid_is_named_and_cannot_set_the_store(tmp_path
     with pytest.raises(ArchiveError, match=r"the first files disagree on the grid.*20200101\.nc has .*20200102\.nc"):
         run_flow(ingest_flow, cfg, d[0], d[-1])
     assert not StepStore.exists(cfg.stores.raw)
+
+
+def test_a_configured_grid_is_the_stores_and_a_file_on_another_is_refused_naming_it(tmp_path, dask_cluster):
+    """``archive.grid_file``: the store takes that file's grid, whatever the archive's first file
+    holds; a file on another grid fails with one line naming the store's grid and where it came
+    from, and the other days are stored with every valid value."""
+    from flows.config import ConfigError
+
+    archive = tmp_path / "archive"
+    d = [START + dt.timedelta(days=i) for i in range(3)]
+    write_sample_archive(archive, d[0], 3, region=SMALL_REGION)
+    grid_file = tmp_path / "grid.nc"
+    shutil.copy(archive / oisst_relpath(d[1]), grid_file)  # any netCDF with the wanted lat/lon
+    other = tmp_path / "other"
+    write_sample_archive(other, d[0], 1, region=SMALL_REGION.__class__(20.0, 32.0, 290.0, 314.0))
+    shutil.copy(other / oisst_relpath(d[0]), archive / oisst_relpath(d[0]))
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address, **{"archive.grid_file": str(grid_file)})
+    result = run_flow(ingest_flow, cfg, d[0], d[-1])
+    assert result["summary"]["ok"] == 2 and result["summary"]["failed"] == 1
+    store = StepStore(cfg.stores.raw)
+    assert "archive.grid_file" in store.attrs["grid_source"]
+    marker = store.marker(d[0])
+    assert marker["status"] == "failed" and "grid" in marker["error"] and "archive.grid_file" in marker["error"]
+    with netCDF4.Dataset(grid_file) as ds:
+        np.testing.assert_allclose(store.read_static("lat"), np.sort(ds["lat"][:]))
+    for day in d[1:]:
+        with netCDF4.Dataset(archive / oisst_relpath(day)) as ds:
+            want = np.ma.filled(ds["sst"][0, 0].astype("float32"), np.nan)
+        np.testing.assert_array_equal(store.read_step(day, ["sst"])["sst"], want)
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not netCDF")
+    cfg_bad = flow_config(tmp_path / "b", archive, dask_cluster.scheduler_address, **{"archive.grid_file": str(bad)})
+    with pytest.raises(ConfigError, match=r"archive.grid_file.*bad\.nc: cannot open the grid file"):
+        run_flow(ingest_flow, cfg_bad, d[1], d[-1])
