@@ -33,7 +33,7 @@ from flows.infer import engine_for, predict_days, read_lr, resolve_device
 from flows.prepare import stream_norm_stats
 from flows.progress import RunProgress
 from flows.sensornet import train_sensornet_task
-from flows.train import ensure_gpu_limit, split_days, train_task
+from flows.train import split_days, train_task, training_slot
 from pipeline.steps import step_label
 from storage.cf import code_version
 from storage.model_registry import ModelRegistry
@@ -166,7 +166,6 @@ def compare_flow(
         days, config.compare.test_fraction, config.compare.val_fraction or config.split.val_fraction)
     logger.info("compare: %d training days %s…%s, %d validation, %d test days %s…%s", len(train_days),
                 train_days[0], train_days[-1], len(val_days), len(test_days), test_days[0], test_days[-1])
-    ensure_gpu_limit()
     with dask_client(config.dask):
         norm = stream_norm_stats(config, seedings, train_days, seasonal=config.train.seasonal_norm)
     upsampling = int(seeding_params(seedings)["upsampling"])
@@ -181,10 +180,11 @@ def compare_flow(
         for name in names:
             row: dict[str, Any] = {"method": name, "kind": "model"}
             try:
-                row.update(_train_and_score(
-                    architecture_config(config, name), name, f"zoo-{name}-{stamp}", registry, train_days,
-                    val_days, test_days, norm, upsampling, seedings, raw, data_range, infer_settings, logger,
-                ))
+                with training_slot(config, f"compare {name}"):
+                    row.update(_train_and_score(
+                        architecture_config(config, name), name, f"zoo-{name}-{stamp}", registry, train_days,
+                        val_days, test_days, norm, upsampling, seedings, raw, data_range, infer_settings, logger,
+                    ))
             except Exception as exc:
                 logger.error("compare: %s failed: %s: %s", name, type(exc).__name__, exc)
                 row["error"] = f"{type(exc).__name__}: {exc}"

@@ -119,6 +119,10 @@ class SplitSettings(_Section):
 
     val_fraction: float = Field(0.2, gt=0, lt=1)
     processes: int = Field(0, ge=0, description="DDP processes via torchrun; 0 = one per GPU if >1 GPU, else 1")
+    slot_wait_s: float = Field(
+        6 * 3600.0, ge=0, description="seconds a training waits for the registry's training slot (one training at a "
+        "time) before it gives up with the holder's name"
+    )
 
 
 class InferSettings(_Section):

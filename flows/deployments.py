@@ -137,7 +137,7 @@ def deploy_train_to_pool(config_path: str | Path | None, work_pool_name: str = "
     GPU host with seedfield installed runs it (the pool must exist)."""
     return train_deployment_flow.deploy(
         name=name, work_pool_name=work_pool_name, parameters={"config_path": _abs(config_path)},
-        tags=[*TAGS, "train", "gpu"], entrypoint_type=EntrypointType.MODULE_PATH,
+        tags=[*TAGS, "train"], entrypoint_type=EntrypointType.MODULE_PATH,
         description="Train RaSeedGAN on a GPU worker of the process work pool.",
         build=False, push=False, print_next_steps=False, ignore_warnings=True,
     )

@@ -240,3 +240,42 @@ def pipeline_locks(config: Any, start: dt.datetime | dt.date, end: dt.datetime |
     """Lock days ``start``…``end`` of the raw, seedings and reconstruction stores of ``config``."""
     stores = [config.stores.raw, config.stores.seedings, config.stores.output]
     return locked(stores, start, end, purpose, fallback_dir=config.stores.registry)
+
+
+#: The whole time axis: a slot is a lock that overlaps every other lock of its name.
+_ALWAYS = (dt.date(1, 1, 1), dt.date(9999, 12, 31))
+
+
+@contextlib.contextmanager
+def slot(folder: str | Path, name: str, purpose: str, wait_s: float, poll_s: float = 5.0,
+         on_wait: Any = None) -> Iterator[None]:
+    """Hold the one slot ``name`` kept in ``folder`` (e.g. one training at a time per registry).
+
+    Waits while a live run holds it, calling ``on_wait(message)`` whenever the holder changes
+    (what it waits for, held by whom, since when), and raises :class:`LockError` after
+    ``wait_s`` seconds. A holder that is no longer running (a SIGKILL, an out-of-memory) is
+    taken over at once: unlike a Prefect concurrency slot, nothing waits for a lease to expire.
+    """
+    path = str(Path(folder).resolve() / name)
+    deadline = time.monotonic() + wait_s
+    said = None
+    while True:
+        try:
+            lock = acquire(path, *_ALWAYS, purpose)
+            break
+        except LockError as exc:
+            holder = str(exc).split(" are locked by ", 1)[-1]
+            message = f"waiting for the {name} slot ({path}), held by {holder}"
+            if time.monotonic() >= deadline:
+                raise LockError(f"gave up after {wait_s:.0f} s {message}") from None
+            if message != said and on_wait is not None:
+                on_wait(message)
+            said = message
+            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+    for who in lock.took_over:
+        if on_wait is not None:
+            on_wait(f"took over the {name} slot from {who}, which is no longer running")
+    try:
+        yield
+    finally:
+        lock.release()

@@ -24,7 +24,7 @@ from pipeline.steps import step_label
 from storage.seedings_store import read_sensors
 from storage.step_store import StepStore
 
-GPU_TAG = "gpu"
+TRAIN_TAG = "training"  # a label for the UI; one training at a time is flows.train.training_slot
 
 
 def load_sequence(seedings: StepStore, first: dt.date, last: dt.date, before: int = 0, after: int = 0) -> tuple[Any, list[dt.date]]:
@@ -43,7 +43,7 @@ def load_sequence(seedings: StepStore, first: dt.date, last: dt.date, before: in
     return SensorSequence(sensors, phases, [step_label(s) for s in steps]), steps
 
 
-@task(name="train-sensornet", task_run_name="train-{model_id}", tags=[GPU_TAG], cache_policy=NONE)
+@task(name="train-sensornet", task_run_name="train-{model_id}", tags=[TRAIN_TAG], cache_policy=NONE)
 def train_sensornet_task(
     config: SeedfieldConfig, model_id: str, train_days: list[dt.date], val_days: list[dt.date], workdir: str,
 ) -> dict[str, Any]:

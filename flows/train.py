@@ -1,9 +1,10 @@
-"""Training flow: a GPU task (tag ``gpu``, concurrency 1) that trains the configured architecture
+"""Training flow: a task (one at a time per registry, :func:`training_slot`) that trains the configured architecture
 (RaSeedGAN by default) on the seedings and publishes the early-stopping checkpoint to the model
 registry."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -16,8 +17,6 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
 
 from flows.config import SeedfieldConfig
 from flows.dask_runtime import dask_client
@@ -31,7 +30,7 @@ from storage.model_registry import ModelRegistry
 from storage.seedings_store import seeding_params
 from storage.step_store import StepStore, StoreError
 
-GPU_TAG = "gpu"
+TRAIN_TAG = "training"  # a label for the UI; one training at a time is flows.train.training_slot
 
 
 def split_days(days: list[dt.date], val_fraction: float) -> tuple[list[dt.date], list[dt.date]]:
@@ -42,13 +41,18 @@ def split_days(days: list[dt.date], val_fraction: float) -> tuple[list[dt.date],
     return days[:-n_val], days[-n_val:]
 
 
-def ensure_gpu_limit(limit: int = 1) -> None:
-    """Create the tag concurrency limit that lets one training run at a time (idempotent)."""
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_concurrency_limit_by_tag(GPU_TAG)
-        except ObjectNotFound:
-            client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=limit)
+def training_slot(config: SeedfieldConfig, purpose: str) -> contextlib.AbstractContextManager[None]:
+    """One training at a time per model registry (the GPU's), waiting up to
+    ``split.slot_wait_s`` for it and saying so; a holder that died is taken over at once.
+
+    A lock file beside the registry (:func:`flows.locks.slot`), not a Prefect tag concurrency
+    limit: a SIGKILLed training kept such a slot until its lease expired, and a temporary
+    Prefect server never expires it, so every later training hung without a word."""
+    from flows.locks import slot
+
+    logger = get_run_logger()
+    return slot(Path(config.stores.registry), "training", purpose, config.split.slot_wait_s,
+                on_wait=lambda message: logger.warning("%s", message))
 
 
 def to_model_norm(norm: NormStats):
@@ -86,7 +90,7 @@ def _sources(config: SeedfieldConfig, train_days: list[dt.date], val_days: list[
     return train, val, train_spec, val_spec
 
 
-@task(name="train-model", task_run_name="train-{model_id}", tags=[GPU_TAG], cache_policy=NONE)
+@task(name="train-model", task_run_name="train-{model_id}", tags=[TRAIN_TAG], cache_policy=NONE)
 def train_task(
     config: SeedfieldConfig, model_id: str, train_days: list[dt.date], val_days: list[dt.date],
     norm: NormStats, upsampling: int, workdir: str,
@@ -142,7 +146,6 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
     """Train on the prepared days of [start, end] (last 20 % validate) and publish the model."""
     logger = get_run_logger()
     model_id = model_id or ModelRegistry.new_id(config.train.architecture)
-    ensure_gpu_limit()
     store = StepStore(config.stores.seedings, config.stores.storage_options or None)
     if not StepStore.exists(store.path, store.storage_options):
         raise StoreError(f"{store.path}: no seedings store; run `seedfield prepare` first")
@@ -157,10 +160,11 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
     params = seeding_params(store)
     registry = ModelRegistry(config.stores.registry)
     workdir = registry.workdir(model_id)
-    if config.train.architecture == "sensornet":
-        result = train_sensornet_task(config, model_id, train_days, val_days, str(workdir))
-    else:
-        result = train_task(config, model_id, train_days, val_days, norm, int(params["upsampling"]), str(workdir))
+    with training_slot(config, f"train {model_id}"):
+        if config.train.architecture == "sensornet":
+            result = train_sensornet_task(config, model_id, train_days, val_days, str(workdir))
+        else:
+            result = train_task(config, model_id, train_days, val_days, norm, int(params["upsampling"]), str(workdir))
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "seedings_store": store.path, "raw_store": config.stores.raw,

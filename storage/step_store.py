@@ -265,31 +265,33 @@ class StepStore:
     def extend(self, steps: Iterable[Step]) -> None:
         """Grow the time axis so that it covers ``steps`` (only at its end).
 
-        The per-step arrays are resized before the time coordinate, so a run killed in between
-        leaves a time axis that still describes every readable step; a re-run finishes the job.
+        The per-step arrays are resized before the time coordinate, and the coordinate's values
+        are checked against the cadence on every call, so a run killed anywhere in between (the
+        coordinate resized but its new chunk not written, which reads as fill values) is
+        finished by the next call, even when the axis is already long enough.
         """
         steps = list(steps)
         if not steps:
             return
         cad = self.cadence
-        have = self.steps
-        first, last = have[0], have[-1]
+        time = self.group["time"]
+        first = cad.from_time_number(int(time[0]))
         if cad.offset(first, min(steps)) < 0:
             raise StoreError(
                 f"{self.path}: the store starts at {step_label(first)} and cannot grow backwards to "
                 f"{step_label(min(steps))}; write the earlier period to a new store"
             )
-        new_last = max(steps)
-        if cad.offset(last, new_last) <= 0:
-            return
-        n = cad.offset(first, new_last) + 1
+        n = max(int(time.shape[0]), cad.offset(first, max(steps)) + 1)
         for name in self.step_names():
             arr = self.group[name]
-            arr.resize((n, *arr.shape[1:]))
-        time = self.group["time"]
-        old = time.shape[0]
-        time.resize((n,))
-        time[old:] = np.array([cad.time_number(cad.shift(first, k)) for k in range(old, n)], dtype="int32")
+            if arr.shape[0] < n:
+                arr.resize((n, *arr.shape[1:]))
+        if time.shape[0] < n:
+            time.resize((n,))
+        expected = np.array([cad.time_number(cad.shift(first, k)) for k in range(n)], dtype="int32")
+        wrong = np.flatnonzero(np.asarray(time[:]) != expected)
+        if wrong.size:
+            time[int(wrong[0]):] = expected[int(wrong[0]):]
         self.refresh()
 
     # -- step data ------------------------------------------------------------------------

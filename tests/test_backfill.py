@@ -163,3 +163,31 @@ def test_locks_refuse_overlaps_allow_disjoint_take_over_dead_holders(tmp_path):
     with pytest.raises(LockError, match="another host"):
         acquire(store, d[16], d[18], "local run")
     foreign.path.unlink()
+
+
+def test_the_training_slot_waits_says_who_holds_it_gives_up_and_takes_over_a_dead_holder(tmp_path):
+    """One training at a time per registry: a live holder makes the next wait (saying who holds it)
+    and give up after the configured time; a holder that died (SIGKILL) is taken over at once —
+    where a Prefect tag concurrency slot stayed held until its lease expired, for ever on a
+    temporary server."""
+    from flows.locks import slot
+
+    said: list[str] = []
+    with slot(tmp_path, "training", "train a", wait_s=0):
+        t0 = time.monotonic()
+        with pytest.raises(LockError, match=r"gave up after 1 s waiting for the training slot .* train a \(pid"):
+            with slot(tmp_path, "training", "train b", wait_s=1.0, poll_s=0.2, on_wait=said.append):
+                pass
+        assert 1.0 <= time.monotonic() - t0 < 5
+    assert len(said) == 1 and "held by train a" in said[0]
+    with slot(tmp_path, "training", "after release", wait_s=0):
+        pass
+
+    code = (f"import os, signal; from flows.locks import slot; s = slot({str(tmp_path)!r}, 'training', 'killed run', 0); "
+            "s.__enter__(); os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == -9
+    said.clear()
+    t0 = time.monotonic()
+    with slot(tmp_path, "training", "next run", wait_s=60, on_wait=said.append):
+        assert time.monotonic() - t0 < 5
+    assert len(said) == 1 and "took over the training slot from killed run" in said[0]

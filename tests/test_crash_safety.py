@@ -205,3 +205,32 @@ def test_a_day_killed_while_being_replaced_is_never_shown_half_written(tmp_path)
     store.refresh()
     assert store.committed_steps() == [day] and store.marker(day)["version"] == 2
     assert (store.read_step(day, ["count"])["count"] == 2).all()
+
+
+EXTEND = KILLER + """
+import datetime as dt
+sys.path.insert(0, {repo!r})
+from storage.step_store import StepStore
+StepStore(sys.argv[1]).extend([dt.date(2020, 1, 9)])
+"""
+
+
+def test_a_store_killed_while_growing_is_finished_by_the_next_growth(tmp_path):
+    """``extend`` killed at each of its writes (the arrays' and the time coordinate's metadata,
+    the coordinate's new values): the next ``extend`` of the same steps ends with the same time
+    axis as an uninterrupted one, even when the killed run had already made the axis long
+    enough (its new values unwritten, read as fill values)."""
+    ref = make_store(str(tmp_path / "ref.zarr"))
+    ref.extend([dt.date(2020, 1, 9)])
+    want = np.asarray(ref.group["time"][:])
+    assert ref.steps[-1] == dt.date(2020, 1, 9)
+    killed_somewhere = 0
+    for k in range(1, 7):
+        path = str(tmp_path / f"k{k}.zarr")
+        make_store(path)
+        killed_somewhere += run_killed(EXTEND, k, path) == -9
+        store = StepStore(path)
+        store.extend([dt.date(2020, 1, 9)])
+        np.testing.assert_array_equal(np.asarray(store.group["time"][:]), want, err_msg=f"killed at write {k}")
+        assert store.steps == ref.steps and store.array("sst").shape == ref.array("sst").shape
+    assert killed_somewhere >= 3  # the kills really landed inside extend

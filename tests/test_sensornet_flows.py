@@ -117,7 +117,7 @@ def test_sensornet_training_and_its_statistics_read_only_sensors(base, patch, po
         assert all(np.isfinite(h["train_rmse"]) for h in history if h["iteration"] > 0)
     # the untrained net is scored first; the kept weights are the best RMSE whose MAE at the
     # withheld sensors is no worse than the untrained net's
-    untrained, *trained = h0
+    untrained = h0[0]
     assert untrained["iteration"] == 0 and sum(h["kept"] for h in h0) == 1
     eligible = [h for h in h0 if h["val_mae"] <= untrained["val_mae"]]
     assert next(h for h in h0 if h["kept"]) == min(eligible, key=lambda h: h["val_rmse"])
