@@ -18,7 +18,7 @@ from storage.raw_store import raw_variable
 from storage.seedings_store import seeding_params
 from storage.step_store import StepStore
 
-METHODS = ("model", "cubic", "linear", "nearest", "bicubic_lr", "lr_bins", "kriging", "cubic_anomaly", "dineof")
+METHODS = ("model", "model_base", "cubic", "linear", "nearest", "bicubic_lr", "lr_bins", "kriging", "cubic_anomaly", "dineof")
 
 
 def is_global(lon: np.ndarray) -> bool:
@@ -72,6 +72,7 @@ def evaluate_days_job(
     raw = StepStore(raw_path, storage_options)
     hr = None
     model_ms = None
+    extra: dict[str, np.ndarray] = {}
     if checkpoint:
         from flows.infer import load_engine, predict_days
 
@@ -79,15 +80,26 @@ def evaluate_days_job(
         t0 = time.perf_counter()
         hr = predict_days(engine, seedings, days)
         model_ms = (time.perf_counter() - t0) * 1e3 / max(len(days), 1)
-    return score_days(days, seedings, raw, hr, data_range, baselines, model_ms)
+        if getattr(engine, "needs_sensors", False):  # a SensorNet: also its input base, without the network
+            from flows.sensornet import predict_steps
+
+            t0 = time.perf_counter()
+            extra["model_base"] = predict_steps(engine, seedings, days, base_only=True)
+            base_ms = (time.perf_counter() - t0) * 1e3 / max(len(days), 1)
+    rows = score_days(days, seedings, raw, hr, data_range, baselines, model_ms, extra)
+    for row in rows if extra else []:
+        row["ms"]["model_base"] = base_ms
+    return rows
 
 
 def score_days(
     days: list[dt.date], seedings: StepStore, raw: StepStore, model_hr: np.ndarray | None, data_range: float,
     baselines: FittedBaselines | bool = True, model_ms: float | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-step metrics, cost (ms per field) and spectra of the baselines (see
-    :func:`reconstructions`) and, given its (T, H, W) predictions, the model."""
+    :func:`reconstructions`) and, given its (T, H, W) predictions, the model; ``extra`` adds
+    more native (T, ny, nx) fields by name (a SensorNet's base: ``model_base``)."""
     dx = float(np.median(np.diff(seedings.read_static("lon"))))
     out = []
     for i, day in enumerate(days):
@@ -95,6 +107,10 @@ def score_days(
                                                      baselines)
         if model_ms is not None:
             ms = {"model": model_ms, **ms}
+        for name, stack in (extra or {}).items():
+            fields = {**{k: v for k, v in fields.items() if k == "model"}, name: stack[i],
+                      **{k: v for k, v in fields.items() if k != "model"}}
+            ms.setdefault(name, float("nan"))
         mask = ~land & np.isfinite(truth)
         row: dict[str, Any] = {"day": step_label(day), "metrics": {}, "spectra": {}, "ms": ms}
         k, p = radial_power_spectrum(truth, mask, dx=dx)

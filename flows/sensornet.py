@@ -89,13 +89,14 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def predict_steps(engine: Any, seedings: StepStore, days: list[dt.date]) -> np.ndarray:
+def predict_steps(engine: Any, seedings: StepStore, days: list[dt.date], base_only: bool = False) -> np.ndarray:
     """(T, ny, nx) SensorNet fields of ``days`` (consecutive or not), with their neighbours'
-    sensors read from the store (gaps and steps outside it are 'nothing known')."""
+    sensors read from the store (gaps and steps outside it are 'nothing known'); with
+    ``base_only``, the network's input base alone."""
     before, after = engine.reach
     seq, steps = load_sequence(seedings, min(days), max(days), before=before, after=after)
     pos = {s: i for i, s in enumerate(steps)}
-    return engine.predict(seq, [pos[d] for d in days])
+    return engine.predict(seq, [pos[d] for d in days], base_only=base_only)
 
 
 def withheld_scores(engine: Any, seedings: StepStore, days: list[dt.date], fraction: float = 0.2,

@@ -153,8 +153,10 @@ class SensorNetEngine:
         """Steps needed before and after each target step."""
         return (max(0, -min(self.offsets, default=0)), max(0, max(self.offsets, default=0)))
 
-    def predict(self, seq: SensorSequence, targets: Sequence[int]) -> np.ndarray:
-        """(len(targets), ny, nx) fields for the positions ``targets`` of ``seq``."""
+    def predict(self, seq: SensorSequence, targets: Sequence[int], base_only: bool = False) -> np.ndarray:
+        """(len(targets), ny, nx) fields for the positions ``targets`` of ``seq``; with
+        ``base_only``, the network's input base (the interpolant, pooled when the model pools),
+        without the network: what the network adds is the difference."""
         chans = StepChannels(seq, self.ctx, sigma=self.cfg.pool_sigma)
         out = np.full((len(targets), *self.ctx.shape), np.nan, np.float32)
         for start in range(0, len(targets), self.batch_size):
@@ -167,8 +169,11 @@ class SensorNetEngine:
                     ok.append(start + j)
             if not xs:
                 continue
-            with torch.no_grad():
-                y = self.net(torch.from_numpy(np.stack(xs)).to(self.device))[:, 0].float().cpu().numpy()
+            if base_only:
+                y = np.stack(xs)[:, 0]  # build_input's channel 0: the centre base
+            else:
+                with torch.no_grad():
+                    y = self.net(torch.from_numpy(np.stack(xs)).to(self.device))[:, 0].float().cpu().numpy()
             out[ok] = y * self.ctx.std + self.ctx.mean
         out[:, self.ctx.land] = np.nan
         return out

@@ -64,7 +64,10 @@ def test_sensornet_trains_infers_and_is_scored_through_the_flows(tmp_path, dask_
     np.testing.assert_allclose(field.ravel()[index], value, atol=1e-4)
 
     report = evaluate_flow(cfg, H(2019, 3, 2, 12), day2, str(tmp_path / "m.json"), "sn-1")
-    assert {"model", "cubic", "kriging", "dineof", "nearest"} <= set(report["methods"])
+    assert {"model", "model_base", "cubic", "kriging", "dineof", "nearest"} <= set(report["methods"])
+    # the network's own input base, scored beside it: what the network adds is the difference
+    assert report["methods"]["model_base"]["rmse"] != report["methods"]["model"]["rmse"]
+    assert report["methods"]["model_base"]["ms_per_field"] > 0
     assert report["methods"]["model"]["rmse"] < 3 and report["methods"]["model"]["ms_per_field"] > 0
 
 
