@@ -159,8 +159,11 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
             norm = stream_norm_stats(config, store, train_days, seasonal=config.train.seasonal_norm)
     params = seeding_params(store)
     registry = ModelRegistry(config.stores.registry)
-    workdir = registry.workdir(model_id)
     with training_slot(config, f"train {model_id}"):
+        if registry.stale_workdir(model_id):  # retraining a published id: start afresh, do not resume it
+            logger.info("model %s is published; its earlier training's checkpoints are not resumed", model_id)
+            registry.drop_workdir(model_id)
+        workdir = registry.workdir(model_id)
         if config.train.architecture == "sensornet":
             result = train_sensornet_task(config, model_id, train_days, val_days, str(workdir))
         else:

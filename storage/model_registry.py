@@ -112,6 +112,17 @@ class ModelRegistry:
         found = [p.parent for p in self.root.glob("*/model.pt")]
         return [p.name for p in sorted(found, key=lambda p: (p / "model.pt").stat().st_mtime)]
 
+    def stale_workdir(self, model_id: str) -> bool:
+        """True when ``model_id`` is published and its trainer's checkpoints are all older than
+        the published file: they belong to the training that was published, not to a retraining
+        that was interrupted (whose checkpoints are newer, and are resumed)."""
+        published = self._dir(model_id) / "model.pt"
+        work = self._dir(model_id) / "work"
+        if not published.exists() or not work.exists():
+            return False
+        done = published.stat().st_mtime
+        return all(p.stat().st_mtime <= done for p in work.iterdir())
+
     def drop_workdir(self, model_id: str) -> None:
         """Delete the trainer's checkpoints of ``model_id`` (the published model.pt stays)."""
         shutil.rmtree(self._dir(model_id) / "work", ignore_errors=True)
