@@ -48,7 +48,12 @@ log = logging.getLogger(__name__)
 
 
 class LockError(SeedfieldError):
-    """Another live run holds days of this store; the message names it and its lock file."""
+    """Another live run holds days of this store; the message names it and its lock file
+    (``holder``: who holds it and where, when the error is about a live holder)."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def lock_dir_for(store_path: str, fallback_dir: str | Path) -> Path:
@@ -211,10 +216,8 @@ def acquire(store_path: str, start: dt.datetime | dt.date, end: dt.datetime | dt
                     other.unlink()
                 continue
             where = "" if alive else " (on another host: delete the file once that run is known to be dead)"
-            raise LockError(
-                f"days {start}…{end} of {store_path} are locked by {describe(holder)}; "
-                f"lock file {other}{where}"
-            )
+            held_by = f"{describe(holder)}; lock file {other}{where}"
+            raise LockError(f"days {start}…{end} of {store_path} are locked by {held_by}", held_by)
         body = {**_me(), "store": str(store_path), "start": start.isoformat(), "end": end.isoformat(),
                 "purpose": purpose}
         if not _create_exclusive(mine, body):  # defensive: the loop removed or refused any lock of this range
@@ -264,8 +267,7 @@ def slot(folder: str | Path, name: str, purpose: str, wait_s: float, poll_s: flo
             lock = acquire(path, *_ALWAYS, purpose)
             break
         except LockError as exc:
-            holder = str(exc).split(" are locked by ", 1)[-1]
-            message = f"waiting for the {name} slot ({path}), held by {holder}"
+            message = f"waiting for the {name} slot ({path}), held by {exc.holder or exc}"
             if time.monotonic() >= deadline:
                 raise LockError(f"gave up after {wait_s:.0f} s {message}") from None
             if message != said and on_wait is not None:
