@@ -72,7 +72,7 @@ def evaluate_days_job(
     raw = StepStore(raw_path, storage_options)
     hr = None
     model_ms = None
-    extra: dict[str, np.ndarray] = {}
+    extra: dict[str, tuple[np.ndarray, float]] = {}
     if checkpoint:
         from flows.infer import load_engine, predict_days
 
@@ -84,22 +84,19 @@ def evaluate_days_job(
             from flows.sensornet import predict_steps
 
             t0 = time.perf_counter()
-            extra["model_base"] = predict_steps(engine, seedings, days, base_only=True)
-            base_ms = (time.perf_counter() - t0) * 1e3 / max(len(days), 1)
-    rows = score_days(days, seedings, raw, hr, data_range, baselines, model_ms, extra)
-    for row in rows if extra else []:
-        row["ms"]["model_base"] = base_ms
-    return rows
+            base = predict_steps(engine, seedings, days, base_only=True)
+            extra["model_base"] = (base, (time.perf_counter() - t0) * 1e3 / max(len(days), 1))
+    return score_days(days, seedings, raw, hr, data_range, baselines, model_ms, extra)
 
 
 def score_days(
     days: list[dt.date], seedings: StepStore, raw: StepStore, model_hr: np.ndarray | None, data_range: float,
     baselines: FittedBaselines | bool = True, model_ms: float | None = None,
-    extra: dict[str, np.ndarray] | None = None,
+    extra: dict[str, tuple[np.ndarray, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-step metrics, cost (ms per field) and spectra of the baselines (see
     :func:`reconstructions`) and, given its (T, H, W) predictions, the model; ``extra`` adds
-    more native (T, ny, nx) fields by name (a SensorNet's base: ``model_base``)."""
+    more native (T, ny, nx) fields and their ms per field by name (a SensorNet's base: ``model_base``)."""
     dx = float(np.median(np.diff(seedings.read_static("lon"))))
     out = []
     for i, day in enumerate(days):
@@ -107,10 +104,10 @@ def score_days(
                                                      baselines)
         if model_ms is not None:
             ms = {"model": model_ms, **ms}
-        for name, stack in (extra or {}).items():
-            fields = {**{k: v for k, v in fields.items() if k == "model"}, name: stack[i],
-                      **{k: v for k, v in fields.items() if k != "model"}}
-            ms.setdefault(name, float("nan"))
+        if extra:  # listed right after the model they belong to
+            model = {k: v for k, v in fields.items() if k == "model"}
+            fields = {**model, **{n: stack[i] for n, (stack, _) in extra.items()}, **fields}
+            ms = {**ms, **{n: cost for n, (_, cost) in extra.items()}}
         mask = ~land & np.isfinite(truth)
         row: dict[str, Any] = {"day": step_label(day), "metrics": {}, "spectra": {}, "ms": ms}
         k, p = radial_power_spectrum(truth, mask, dx=dx)
