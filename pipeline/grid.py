@@ -256,7 +256,7 @@ def read_grid_file(path: str) -> Grid:
     the file and what was expected."""
     import netCDF4
 
-    from pipeline.readers import _is_lat, _is_lon
+    from pipeline.readers import is_lat, is_lon
 
     try:
         ds = netCDF4.Dataset(path)
@@ -267,7 +267,7 @@ def read_grid_file(path: str) -> Grid:
         for name, var in ds.variables.items():
             if var.ndim != 1:
                 continue
-            kind = "lat" if _is_lat(name, var) else "lon" if _is_lon(name, var) else None
+            kind = "lat" if is_lat(name, var) else "lon" if is_lon(name, var) else None
             if kind and kind not in found:
                 found[kind] = np.asarray(var[:], np.float64)
     finally:

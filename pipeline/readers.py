@@ -78,13 +78,13 @@ def _attr(var: Any, name: str) -> Any:
     return attrs.get(name)
 
 
-def _is_lat(name: str, var: Any) -> bool:
+def is_lat(name: str, var: Any) -> bool:
     if name.lower() in LAT_NAMES or str(_attr(var, "standard_name") or "") == "latitude":
         return True
     return _norm_units(_attr(var, "units")) in _LAT_UNITS
 
 
-def _is_lon(name: str, var: Any) -> bool:
+def is_lon(name: str, var: Any) -> bool:
     if name.lower() in LON_NAMES or str(_attr(var, "standard_name") or "") == "longitude":
         return True
     return _norm_units(_attr(var, "units")) in _LON_UNITS
@@ -219,7 +219,7 @@ def file_days(url: str, data: bytes | None = None) -> list[date]:
 
 def _axis_coordinate(ds: xr.Dataset, dim: str, kind: str) -> str | None:
     """Name of the 1-D variable giving the ``kind`` (lat/lon/time) values along ``dim``."""
-    test = {"lat": _is_lat, "lon": _is_lon, "time": _is_time}[kind]
+    test = {"lat": is_lat, "lon": is_lon, "time": _is_time}[kind]
     candidates = [dim] if dim in ds.variables else []
     candidates += [n for n, v in ds.variables.items() if v.dims == (dim,) and n != dim]
     for name in candidates:
