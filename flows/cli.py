@@ -488,6 +488,10 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:]
     if debug:
         sys.argv.remove("--debug")
+    else:
+        from flows.redaction import quiet_user_error_tracebacks
+
+        quiet_user_error_tracebacks((SeedfieldError, OSError))
     try:
         app(prog_name="seedfield")
     except KeyboardInterrupt:

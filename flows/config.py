@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -51,7 +51,21 @@ class ArchiveSettings(_Section):
         None, description="a netCDF file whose 1-D latitude and longitude define a new store's grid (a land-sea "
         "mask or a grid description); None = the grid of the first files, when they agree"
     )
+    land_mask_file: str | None = Field(
+        None, description="a netCDF land-sea mask on the store's grid; a new store's static land_mask is "
+        "taken from it and kept as given; None = the cells where no ingested step has a valid value"
+    )
+    land_mask_variable: str | None = Field(None, description="the mask's variable; None = the file's only 2-D field")
+    land_mask_means: Literal["land", "sea"] = Field(
+        "land", description="what a mask value above 0.5 means: 'land' (a land flag or fraction, ERA5's lsm) or "
+        "'sea' (an ocean flag, NOAA's lsmask); a missing value is land"
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+    credentials_block: str | None = Field(
+        None, description="name of a Prefect Secret block whose value (a JSON object) is merged over "
+        "storage_options when a command starts: fsspec options such as key/secret, or username/password "
+        "for an HTTP archive"
+    )
 
     @field_serializer("source", when_used="json")
     def _shown_source(self, v: str | None) -> str | None:
@@ -88,6 +102,10 @@ class StoreSettings(_Section):
     output: str = "seedfield-data/reconstruction.zarr"
     registry: str = "seedfield-data/models"
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    credentials_block: str | None = Field(
+        None, description="name of a Prefect Secret block whose value (a JSON object of fsspec options, e.g. "
+        "key and secret) is merged over storage_options when a command starts"
+    )
 
     @field_serializer("raw", "seedings", "output", "registry", when_used="json")
     def _shown_path(self, v: str) -> str:
@@ -241,8 +259,11 @@ def _explain(err: ValidationError) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SeedfieldConfig:
-    """Defaults, then the TOML file at ``path``, then ``overrides`` (dotted keys; None = unset)."""
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                credentials: bool = True) -> SeedfieldConfig:
+    """Defaults, then the TOML file at ``path``, then ``overrides`` (dotted keys; None = unset);
+    then, when ``credentials``, the options of the Prefect Secret blocks the configuration names
+    (:mod:`flows.credentials`)."""
     tree: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -256,7 +277,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if value is not None:
             _set_dotted(tree, key, value)
     try:
-        return SeedfieldConfig.model_validate(tree)
+        config = SeedfieldConfig.model_validate(tree)
     except ValidationError as exc:
         where = f" in {path}" if path else ""
         raise ConfigError(_explain(exc).replace("invalid configuration", f"invalid configuration{where}", 1)) from exc
+    if credentials and (config.archive.credentials_block or config.stores.credentials_block):
+        from flows.credentials import with_credentials  # Prefect loads only when a block is named
+
+        config = with_credentials(config)
+    return config

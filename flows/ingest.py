@@ -96,6 +96,12 @@ def open_or_create_store(
             origin = {"grid_source": file.url, "land_mask_sha256": hashlib.sha256(data).hexdigest(),
                       "land_mask_source": f"{file.url} (cells without data), then cleared where an "
                                           "ingested step has a valid value"}
+        if config.archive.land_mask_file:  # the land is named, not inferred from the data
+            land = _configured_land(config, grid)
+            origin = {**origin, "land_mask_file": config.archive.land_mask_file,
+                      "land_mask_source": f"{config.archive.land_mask_file} (config key archive.land_mask_file; a "
+                                          f"value above 0.5 means {config.archive.land_mask_means})"}
+            origin.pop("land_mask_sha256", None)
         return create_raw_store(
             path,
             days,
@@ -120,6 +126,19 @@ def _configured_grid(path: str) -> Any:
         return read_grid_file(path)
     except ValueError as exc:
         raise ConfigError(f"config key 'archive.grid_file': {exc}") from None
+
+
+def _configured_land(config: SeedfieldConfig, grid: Any) -> np.ndarray:
+    """``archive.land_mask_file`` on the store's ``grid``; a ConfigError naming the key otherwise."""
+    from pipeline.errors import GridMismatchError
+    from pipeline.grid import align_to_grid, read_land_mask_file
+
+    a = config.archive
+    try:
+        mask_grid, land = read_land_mask_file(a.land_mask_file, a.land_mask_variable, a.land_mask_means)
+        return align_to_grid(land, mask_grid, grid, a.land_mask_file)
+    except (ValueError, GridMismatchError) as exc:
+        raise ConfigError(f"config key 'archive.land_mask_file': {exc}") from None
 
 
 def _check_first_grids_agree(index: ArchiveIndex, first: ArchiveFile, grid: Any, config: SeedfieldConfig,

@@ -136,10 +136,13 @@ def refresh_land_mask(store: StepStore, steps: list[Any]) -> int:
     """Clear the static land mask wherever one of ``steps`` (committed) has a valid value.
 
     The land mask means "never valid in any ingested step": it starts as the cells without data
-    in the store's first file and only shrinks. It is recomputed from the stored steps (not
+    in the store's first file and only shrinks (a mask from ``archive.land_mask_file`` is kept as
+    given). It is recomputed from the stored steps (not
     from what the run's jobs saw), so a run killed before this point is repaired by the next
     run of the same range. Returns the number of cells cleared.
     """
+    if store.attrs.get("land_mask_file"):  # the user named the land: it stays as given
+        return 0
     land = store.read_static(LAND_MASK).astype(bool)
     if not land.any():
         return 0

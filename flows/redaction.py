@@ -14,9 +14,18 @@ from typing import Any
 
 from pipeline.secrets import redact_text
 
-__all__ = ["install_log_redaction"]
+__all__ = ["install_log_redaction", "quiet_user_error_tracebacks"]
 
 _INSTALLED = "_seedfield_redacting"
+_QUIET: tuple[type[BaseException], ...] = ()
+
+
+def quiet_user_error_tracebacks(kinds: tuple[type[BaseException], ...]) -> None:
+    """From now on, records that carry an exception of one of ``kinds`` (the user's mistakes: bad
+    input, a full disk …) keep their message but lose their traceback, so Prefect's "Encountered
+    exception" lines do not bury the CLI's one-line error. The CLI calls this unless ``--debug``."""
+    global _QUIET
+    _QUIET = tuple(kinds)
 
 
 def install_log_redaction() -> None:
@@ -34,6 +43,8 @@ def install_log_redaction() -> None:
         shown = redact_text(message)
         if shown != message:
             record.msg, record.args = shown, ()
+        if record.exc_info and record.exc_info[0] is not None and _QUIET and issubclass(record.exc_info[0], _QUIET):
+            record.exc_info, record.exc_text = None, None
         if record.exc_info and record.exc_info[0] is not None:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             if redact_text(text) != text:

@@ -8,7 +8,7 @@ onto another grid with the same cells, whichever convention either uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -250,31 +250,79 @@ def crop_indices(grid: Grid, region: Region) -> tuple[np.ndarray, np.ndarray, Gr
     return lat_index, lon_index, Grid(grid.lat[lat_index], lon_values)
 
 
+def _open_netcdf(path: str, what: str) -> Any:
+    import netCDF4
+
+    try:
+        return netCDF4.Dataset(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot open the {what} ({exc}); expected a netCDF file") from None
+
+
+def _coordinates(ds: Any, path: str) -> dict[str, tuple[str, np.ndarray]]:
+    """The file's 1-D latitude and longitude: ``{"lat": (dim name, values), "lon": …}``."""
+    from pipeline.readers import is_lat, is_lon
+
+    found: dict[str, tuple[str, np.ndarray]] = {}
+    for name, var in ds.variables.items():
+        if var.ndim != 1:
+            continue
+        kind = "lat" if is_lat(name, var) else "lon" if is_lon(name, var) else None
+        if kind and kind not in found:
+            found[kind] = (var.dimensions[0], np.asarray(var[:], np.float64))
+    if set(found) != {"lat", "lon"}:
+        raise ValueError(f"{path}: expected 1-D latitude and longitude coordinates, found {sorted(found) or 'none'}")
+    return found
+
+
 def read_grid_file(path: str) -> Grid:
     """The grid of a netCDF file: its 1-D latitude and longitude coordinates (recognised by name,
     ``standard_name`` or units, as the archive readers do), ascending. Raises ValueError naming
     the file and what was expected."""
-    import netCDF4
-
-    from pipeline.readers import is_lat, is_lon
-
+    ds = _open_netcdf(path, "grid file")
     try:
-        ds = netCDF4.Dataset(path)
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot open the grid file ({exc}); expected a netCDF file") from None
-    try:
-        found: dict[str, np.ndarray] = {}
-        for name, var in ds.variables.items():
-            if var.ndim != 1:
-                continue
-            kind = "lat" if is_lat(name, var) else "lon" if is_lon(name, var) else None
-            if kind and kind not in found:
-                found[kind] = np.asarray(var[:], np.float64)
+        found = _coordinates(ds, path)
     finally:
         ds.close()
-    if set(found) != {"lat", "lon"}:
-        raise ValueError(f"{path}: expected 1-D latitude and longitude coordinates, found {sorted(found) or 'none'}")
     try:
-        return Grid(lat=np.sort(found["lat"]), lon=np.sort(found["lon"]))
+        return Grid(lat=np.sort(found["lat"][1]), lon=np.sort(found["lon"][1]))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def read_land_mask_file(path: str, variable: str | None, means: Literal["land", "sea"]) -> tuple[Grid, np.ndarray]:
+    """A land-sea mask file as ``(grid, land)``: ``land`` is a boolean ``(lat, lon)`` array on the
+    ascending grid. A value above 0.5 is land when ``means == "land"`` (a land flag or an ERA5-style
+    land fraction), sea when ``means == "sea"`` (NOAA's ``lsmask``); a missing value is land.
+    ``variable`` None takes the file's only 2-D field (size-1 dimensions such as a time of one
+    step are dropped). Raises ValueError naming the file and what was expected."""
+    ds = _open_netcdf(path, "land mask file")
+    try:
+        coords = _coordinates(ds, path)
+        dims = {coords["lat"][0]: "lat", coords["lon"][0]: "lon"}
+        candidates = {name: var for name, var in ds.variables.items()
+                      if sorted(dims.get(d, "") for d in var.dimensions if ds.dimensions[d].size > 1) == ["lat", "lon"]}
+        if variable is None:
+            if len(candidates) != 1:
+                raise ValueError(f"{path}: expected one 2-D (latitude, longitude) field, found "
+                                 f"{sorted(candidates) or 'none'}; name it with archive.land_mask_variable")
+            variable = next(iter(candidates))
+        if variable not in candidates:
+            raise ValueError(f"{path}: no 2-D (latitude, longitude) field named {variable!r}; it has {sorted(candidates) or 'none'}")
+        var = ds.variables[variable]
+        var.set_auto_mask(True)
+        data = np.ma.filled(np.ma.asarray(var[:], np.float64), np.nan)
+        order = [d for d in var.dimensions if d in dims]
+        data = data.reshape([ds.dimensions[d].size for d in order])  # drop the size-1 dimensions
+    finally:
+        ds.close()
+    if order[0] != coords["lat"][0]:
+        data = data.T
+    lat, lon = coords["lat"][1], coords["lon"][1]
+    data = data[np.argsort(lat)][:, np.argsort(lon)]
+    above = np.nan_to_num(data, nan=0.0 if means == "sea" else 1.0) > 0.5
+    land = above if means == "land" else ~above
+    try:
+        return Grid(lat=np.sort(lat), lon=np.sort(lon)), land
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

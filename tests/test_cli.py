@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -97,3 +98,21 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
     code, lines = _cli("ingest", "--start", "2020-01-01", "--end", "2020-01-01", "--store", str(tmp_path / "s.zarr"),
                        cwd=tmp_path)
     assert code == EXIT_BAD_INPUT and len(lines) == 1 and "set [archive] source" in lines[0], lines
+
+
+def test_a_user_mistake_found_inside_a_flow_has_no_traceback(tmp_path):
+    """A mistake the flow finds (a grid file that is not netCDF): Prefect's own failure lines
+    lose their traceback, the last line is the error naming the key and the file, exit 2."""
+    from pipeline.sample_archive import write_sample_archive
+    from tests.helpers_flows import SMALL_REGION, write_toml
+
+    write_sample_archive(tmp_path / "archive", dt.date(2020, 1, 1), 1, region=SMALL_REGION)
+    (tmp_path / "grid.nc").write_text("not netCDF")
+    toml = write_toml(tmp_path / "c.toml", {"archive.grid_file": str(tmp_path / "grid.nc")})
+    args = ["ingest", "--start", "2020-01-01", "--end", "2020-01-01", "--archive", str(tmp_path / "archive"),
+            "--store", str(tmp_path / "s.zarr"), "--config", str(toml)]
+    code, lines = _cli(*args, cwd=tmp_path)
+    assert code == EXIT_BAD_INPUT and not any("Traceback" in line for line in lines), lines
+    assert lines[-1].startswith("error: config key 'archive.grid_file': ") and "grid.nc: cannot open" in lines[-1]
+    code, lines = _cli(*args, "--debug", cwd=tmp_path)  # --debug keeps Prefect's traceback
+    assert code == EXIT_BAD_INPUT and any("Traceback" in line for line in lines)

@@ -225,3 +225,73 @@ def test_a_configured_grid_is_the_stores_and_a_file_on_another_is_refused_naming
     cfg_bad = flow_config(tmp_path / "b", archive, dask_cluster.scheduler_address, **{"archive.grid_file": str(bad)})
     with pytest.raises(ConfigError, match=r"archive.grid_file.*bad\.nc: cannot open the grid file"):
         run_flow(ingest_flow, cfg_bad, d[1], d[-1])
+
+
+def _write_mask(path, lat, lon, values, name, time_dim=False, descending=False):
+    """A land-sea mask file as the field's data centres publish them."""
+    if descending:
+        lat, values = lat[::-1], values[::-1]
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("latitude", lat.size)
+        ds.createDimension("longitude", lon.size)
+        dims = ("latitude", "longitude")
+        if time_dim:
+            ds.createDimension("time", 1)
+            ds.createVariable("time", "f8", ("time",))[:] = [0.0]
+            dims = ("time", *dims)
+        ds.createVariable("latitude", "f4", ("latitude",))[:] = lat
+        ds.createVariable("longitude", "f4", ("longitude",))[:] = lon
+        ds["latitude"].units, ds["longitude"].units = "degrees_north", "degrees_east"
+        var = ds.createVariable(name, "f4", dims, fill_value=-1.0)
+        var[:] = values[None] if time_dim else values
+
+
+def test_read_land_mask_file_land_fraction_and_ocean_flag(tmp_path):
+    from pipeline.grid import read_land_mask_file
+
+    lat, lon = np.array([0.5, 1.5, 2.5]), np.array([10.5, 11.5])
+    fraction = np.array([[0.9, 0.2], [0.6, 0.0], [np.nan, 0.4]])  # ERA5 lsm: land fraction, one time step
+    _write_mask(tmp_path / "lsm.nc", lat, lon, np.nan_to_num(fraction, nan=-1.0), "lsm", time_dim=True, descending=True)
+    grid, land = read_land_mask_file(str(tmp_path / "lsm.nc"), None, "land")
+    np.testing.assert_allclose(grid.lat, lat)
+    np.testing.assert_array_equal(land, [[True, False], [True, False], [True, False]])  # missing = land
+    _write_mask(tmp_path / "lsmask.nc", lat, lon, np.array([[1, 0], [1, 1], [0, 1]], float), "lsmask")
+    _, land = read_land_mask_file(str(tmp_path / "lsmask.nc"), "lsmask", "sea")  # NOAA: 1 = ocean
+    np.testing.assert_array_equal(land, [[False, True], [False, False], [True, False]])
+    with pytest.raises(ValueError, match=r"lsmask\.nc: no 2-D .* field named 'mask'; it has \['lsmask'\]"):
+        read_land_mask_file(str(tmp_path / "lsmask.nc"), "mask", "sea")
+
+
+def test_a_named_land_mask_file_is_the_stores_and_no_valid_value_is_dropped(tmp_path, dask_cluster):
+    """``archive.land_mask_file``: the static land_mask is the file's (an ERA5-style land fraction
+    on descending latitudes), kept as given after every run, while every valid value of every day
+    is stored, also where the mask says land; a mask on another grid is one line naming the key."""
+    from flows.config import ConfigError
+
+    archive = tmp_path / "archive"
+    d = [START + dt.timedelta(days=i) for i in range(3)]
+    write_sample_archive(archive, d[0], 3, region=SMALL_REGION)
+    with netCDF4.Dataset(archive / oisst_relpath(d[0])) as nc:
+        lat, lon = nc["lat"][:].astype(float), nc["lon"][:].astype(float)
+        first = nc["sst"][0, 0].filled(np.nan)
+    mask = np.isnan(first).astype(float)
+    mask[: lat.size // 3, : lon.size // 3] = 1.0  # an ocean corner the user counts as land (ice shelf, lake)
+    assert np.isfinite(first[: lat.size // 3, : lon.size // 3]).sum() > 20
+    _write_mask(tmp_path / "lsm.nc", lat, lon, mask, "lsm", time_dim=True, descending=True)
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address,
+                      **{"archive.land_mask_file": str(tmp_path / "lsm.nc")})
+    for _ in range(2):  # the second run (unchanged days) must not shrink the mask either
+        result = run_flow(ingest_flow, cfg, d[0], d[-1])
+        assert result["ok"] and result["summary"]["ok"] + result["summary"].get("unchanged", 0) == 3
+        store = StepStore(cfg.stores.raw)
+        np.testing.assert_array_equal(store.read_static("land_mask").astype(bool), mask > 0.5)
+    assert "archive.land_mask_file" in store.attrs["land_mask_source"]
+    for day in d:
+        with netCDF4.Dataset(archive / oisst_relpath(day)) as nc:
+            np.testing.assert_array_equal(store.read_step(day, ["sst"])["sst"], nc["sst"][0, 0].filled(np.nan))
+    _write_mask(tmp_path / "other.nc", lat[1:], lon, mask[1:], "lsm")
+    cfg_bad = flow_config(tmp_path / "b", archive, dask_cluster.scheduler_address,
+                          **{"archive.land_mask_file": str(tmp_path / "other.nc")})
+    with pytest.raises(ConfigError, match=r"archive.land_mask_file.*other\.nc: grid .* does not match"):
+        run_flow(ingest_flow, cfg_bad, d[0], d[-1])
+    assert not StepStore.exists(cfg_bad.stores.raw)
