@@ -16,6 +16,7 @@ An architecture that fails is reported in its row with the error; the others go 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from flows.sensornet import train_sensornet_task
 from flows.train import split_days, train_task, training_slot
 from pipeline.steps import step_label
 from storage.cf import code_version
+from storage.fs import write_bytes_atomic
 from storage.model_registry import ModelRegistry
 from storage.seedings_store import seeding_params
 from storage.step_store import StepStore, StoreError
@@ -127,8 +129,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         text = before + section + ("\n" + after if after else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_bytes_atomic(str(path), text.encode())
 
 
 def time_inference(engine: Any, seedings: StepStore, days: list[dt.date]) -> tuple[np.ndarray, float]:
@@ -172,7 +173,6 @@ def compare_flow(
     land = seedings.read_static("land_mask").astype(bool)
     data_range = config.evaluate.data_range or period_range(raw, test_days, land.shape, land)
     registry = ModelRegistry(config.stores.registry)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     infer_settings = config.infer.model_copy(update={"tile": None})
     rows: list[dict[str, Any]] = []
     names = list(dict.fromkeys(config.compare.architectures))
@@ -180,9 +180,11 @@ def compare_flow(
         for name in names:
             row: dict[str, Any] = {"method": name, "kind": "model"}
             try:
+                cfg = architecture_config(config, name)
+                key = compare_key(cfg, name, seedings.path, train_days, val_days)
                 with training_slot(config, f"compare {name}"):
                     row.update(_train_and_score(
-                        architecture_config(config, name), name, f"zoo-{name}-{stamp}", registry, train_days,
+                        cfg, name, f"zoo-{name}-{key}", key, registry, train_days,
                         val_days, test_days, norm, upsampling, seedings, raw, data_range, infer_settings, logger,
                     ))
             except Exception as exc:
@@ -216,8 +218,7 @@ def compare_flow(
         "data_range": data_range, "budget": budget, "rows": rows,
         "ok": not any(r.get("error") for r in rows),
     }
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(json.dumps(report, indent=1))
+    write_bytes_atomic(str(json_path), json.dumps(report, indent=1).encode())  # a kill leaves the old report or none
     if markdown_path:
         write_markdown(Path(markdown_path), report)
     table = [{h: _fmt(r, k, f) if not r.get("error") else _cell(r["error"], 60) for k, h, f in COLUMNS} for r in rows]
@@ -227,14 +228,37 @@ def compare_flow(
     return report
 
 
+def compare_key(cfg: SeedfieldConfig, name: str, seedings_path: str, train_days: list[dt.date],
+                val_days: list[dt.date]) -> str:
+    """A short fingerprint of everything one architecture's training depends on (its settings,
+    the seedings store, the periods, seedfield's version). It names the model it publishes,
+    ``zoo-<architecture>-<key>``, so a re-run of the same comparison (after a kill, say) finds
+    the models already trained and resumes an interrupted training from its checkpoints."""
+    body = {
+        "architecture": name, "seedings": seedings_path, "version": code_version(),
+        "train": [step_label(train_days[0]), step_label(train_days[-1]), len(train_days)],
+        "val": [step_label(val_days[0]), step_label(val_days[-1]), len(val_days)],
+        "settings": (cfg.sensornet if name == "sensornet" else cfg.train).model_dump(mode="json"),
+        "seeding": cfg.seeding.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def _train_and_score(
-    cfg: SeedfieldConfig, name: str, model_id: str, registry: ModelRegistry, train_days: list[dt.date],
+    cfg: SeedfieldConfig, name: str, model_id: str, key: str, registry: ModelRegistry, train_days: list[dt.date],
     val_days: list[dt.date], test_days: list[dt.date], norm: Any, upsampling: int, seedings: StepStore,
     raw: StepStore, data_range: float, infer_settings: Any, logger: Any,
 ) -> dict[str, Any]:
-    """Train one architecture, publish it (not current), time its inference and score it."""
-    from model.generator import count_parameters
-
+    """Train one architecture and publish it (not current), or take the model an earlier run of
+    the same comparison published; time its inference and score it."""
+    published = registry.meta(model_id) if model_id in registry.list() else {}
+    if published.get("compare_key") == key and published.get("checkpoint_sha256") == registry.fingerprint(model_id):
+        logger.info("compare: %s already trained by an earlier run of this comparison (%s)", name, model_id)
+        if not cfg.compare.keep_checkpoints:
+            registry.drop_workdir(model_id)
+        return _score(registry, model_id, name, published, test_days, seedings, raw, data_range, infer_settings, logger)
+    if registry.stale_workdir(model_id):
+        registry.drop_workdir(model_id)
     workdir = registry.workdir(model_id)
     try:
         if name == "sensornet":  # sensors at their cells; its own budget ([sensornet] iterations)
@@ -254,21 +278,29 @@ def _train_and_score(
         "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "n_train_days": len(train_days),
         "n_val_days": len(val_days), "train": cfg.train.model_dump(mode="json"), "kept_epoch": result["kept_epoch"],
         "train_seconds": round(result["seconds"], 1), "history": result["history"],
-        "seedfield_version": code_version(),
+        "seedfield_version": code_version(), "compare_key": key, "parameters": result.get("parameters"),
     }
     registry.publish(model_id, Path(result["kept_checkpoint"]), meta, make_current=False)
     if not cfg.compare.keep_checkpoints:
         registry.drop_workdir(model_id)
+    return _score(registry, model_id, name, meta, test_days, seedings, raw, data_range, infer_settings, logger)
+
+
+def _score(registry: ModelRegistry, model_id: str, name: str, meta: dict[str, Any], test_days: list[dt.date],
+           seedings: StepStore, raw: StepStore, data_range: float, infer_settings: Any, logger: Any) -> dict[str, Any]:
+    """Time and score the published ``model_id``; its training figures come from ``meta``."""
+    from model.generator import count_parameters
+
     engine, _ = engine_for(registry, model_id, infer_settings)
     hr, ms = time_inference(engine, seedings, test_days)
     metrics = mean_metrics(score_days(test_days, seedings, raw, hr, data_range, baselines=False), "model")
     # SensorNet's history is per validation score (cumulative seconds): its whole run is one "epoch"
-    seconds = [result["seconds"]] if name == "sensornet" else [h["seconds"] for h in result["history"]]
+    seconds = [meta["train_seconds"]] if name == "sensornet" else [h["seconds"] for h in meta["history"]]
     logger.info("compare: %s trained in %.0f s (kept epoch %s), %.1f ms/field, RMSE %.4f", name,
-                result["seconds"], result["kept_epoch"], ms, metrics["rmse"])
+                meta["train_seconds"], meta["kept_epoch"], ms, metrics["rmse"])
     return {
         "model_id": model_id,
-        "parameters": result.get("parameters") or count_parameters(engine.generator),
+        "parameters": meta.get("parameters") or count_parameters(engine.generator),
         "seconds_per_epoch": float(np.mean(seconds)), "infer_ms_per_field": ms,
-        "kept_epoch": result["kept_epoch"], **metrics,
+        "kept_epoch": meta["kept_epoch"], **metrics,
     }

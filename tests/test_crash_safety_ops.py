@@ -11,6 +11,7 @@ counted as in :mod:`tests.test_crash_safety`, an optimiser step, the registry's 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -51,19 +52,19 @@ else:
 """ + COMMAND[len(KILLER):]
 
 
-def _config(tmp: Path, name: str, dask: str) -> Path:
+def _config(tmp: Path, name: str, dask: str, **extra: object) -> Path:
     root = tmp / name
     return write_toml(tmp / f"{name}.toml", {
         "archive.source": str(tmp / "archive"), "stores.raw": str(root / "raw.zarr"),
         "stores.seedings": str(root / "seedings.zarr"), "stores.output": str(root / "recon.zarr"),
         "stores.registry": str(root / "models"), "dask.address": dask,
         "seeding.bin_size": 8, "seeding.upsampling": 4, "train.architecture": "sensornet",
-        **{f"sensornet.{k}": v for k, v in TINY.items()}})
+        **{f"sensornet.{k}": v for k, v in TINY.items()}, **extra})
 
 
 def _weights(registry: Path, model_id: str) -> dict[str, torch.Tensor]:
     raw = torch.load(ModelRegistry(registry).checkpoint(model_id), map_location="cpu", weights_only=True)
-    return raw["state_dict"]
+    return raw["state_dict"] if "state_dict" in raw else raw["generator"]["state_dict"]  # SensorNet; the zoo
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -122,3 +123,97 @@ def test_train_and_daily_killed_are_repaired_by_the_rerun(tmp_path, dask_cluster
             strip = lambda marks: {d: {key: v for key, v in m.items() if key not in ("source", "model_sha256")}  # noqa: E731
                                    for d, m in marks.items()}
             assert strip(got[1]) == strip(expected_stores[s][1]), (k, s)
+
+
+#: SIGKILL at the KILL_AT-th optimiser step of any architecture (Adam or AdamW), at the registry's
+#: metadata write, or in the middle of writing the comparison's JSON report.
+COMPARE_KILLER = KILLER.replace("zarr.storage.LocalStore.set = _killing_set", "") + """
+import torch
+from storage.model_registry import ModelRegistry
+where = os.environ["KILL_WHERE"]
+if where == "step":
+    def _counting(step):
+        def _killing_step(self, *a, **k):
+            _n[0] += 1
+            if _n[0] == int(os.environ["KILL_AT"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(self, *a, **k)
+        return _killing_step
+    torch.optim.Adam.step = _counting(torch.optim.Adam.step)
+    if not issubclass(torch.optim.AdamW, torch.optim.Adam):  # else its steps are Adam's, counted once
+        torch.optim.AdamW.step = _counting(torch.optim.AdamW.step)
+elif where == "publish":
+    def _killing_meta(self, model_id, meta):
+        os.kill(os.getpid(), signal.SIGKILL)
+    ModelRegistry.write_meta = _killing_meta
+else:
+    import flows.compare
+    def _killing_report(path, data, storage_options=None):
+        with open(path + ".partial", "wb") as fh:
+            fh.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    flows.compare.write_bytes_atomic = _killing_report
+""" + COMMAND[len(KILLER):]
+
+#: What a comparison's row must repeat exactly (its timings and model id may differ).
+SCORED = ("method", "parameters", "kept_epoch", "rmse", "psnr", "ssim", "hfen", "mae", "error")
+
+
+def test_compare_killed_is_repaired_by_the_rerun(tmp_path, dask_cluster):
+    """``seedfield compare`` (SensorNet and RaSeedGAN) killed while SensorNet trains, while the
+    zoo network trains after SensorNet was published, while publishing, and while writing its
+    report: the re-run exits 0 with the same scores and weights as an uninterrupted run, does not
+    train again a model published before the kill, and no half-written report is ever in place."""
+    from prefect.settings import PREFECT_API_URL
+
+    runner = CliRunner()
+    write_sample_archive(tmp_path / "archive", START, N_DAYS, region=SMALL_REGION)
+
+    def config(name: str) -> Path:
+        return _config(tmp_path, name, dask_cluster.scheduler_address, **{
+            "compare.architectures": ["sensornet", "raseedgan"], "compare.epochs": 2, "compare.pretrain_epochs": 1,
+            "compare.max_batches_per_epoch": 2, "compare.paper_sizes": False, "evaluate.kriging": False,
+            "evaluate.dineof_steps": 0, "train.n_features": 8, "train.n_res_blocks": 1, "train.batch_size": 2})
+
+    ref = config("ref")
+    period = ["--start", str(START), "--end", str(START + dt.timedelta(days=N_DAYS - 1))]
+    for command in ("ingest", "prepare"):
+        r = runner.invoke(app, [command, *period, "--config", str(ref)])
+        assert r.exit_code == 0, r.output
+    before = tmp_path / "before-compare"
+    shutil.copytree(tmp_path / "ref", before)
+    compare = ["compare", *period]
+    env = {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    # every compare runs in its own process, as an operator's would: the same torch threads, so
+    # the same floating-point sums (an in-process run may differ in the last bits)
+    whole = {**env, "KILL_WHERE": "step"}
+    assert run_killed(COMPARE_KILLER, 10**9, *compare, "--json", str(tmp_path / "ref" / "zoo.json"), "--config",
+                      str(ref), env=whole) == 0
+    expected = json.loads((tmp_path / "ref" / "zoo.json").read_text())["rows"]
+    assert [row["method"] for row in expected][:2] == ["sensornet", "raseedgan"] and not any(
+        row.get("error") for row in expected)
+    expected_weights = {row["method"]: _weights(tmp_path / "ref" / "models", row["model_id"]) for row in expected[:2]}
+
+    sensornet_steps = TINY["iterations"]
+    kills = [("c-sensornet", "step", 3), ("c-zoo", "step", sensornet_steps + 3), ("c-publish", "publish", 1),
+             ("c-report", "report", 1)]
+    for name, where, at in kills:
+        shutil.copytree(before, tmp_path / name)
+        cfg = config(name)
+        report = tmp_path / name / "zoo.json"
+        args = [*compare, "--json", str(report), "--config", str(cfg)]
+        assert run_killed(COMPARE_KILLER, at, *args, env={**env, "KILL_WHERE": where}) == -9, name
+        assert not report.exists(), name  # never a half-written report in place
+        published = {p: p.stat().st_mtime_ns for p in (tmp_path / name / "models").glob("*/model.pt")}
+        if where == "report" or name == "c-zoo":
+            assert published, name  # SensorNet was published before the kill
+        assert run_killed(COMPARE_KILLER, 10**9, *args, env=whole) == 0, name
+        rows = json.loads(report.read_text())["rows"]
+        assert [{k: row.get(k) for k in SCORED} for row in rows] == [{k: row.get(k) for k in SCORED} for row in expected], name
+        for row in rows[:2]:
+            assert _same_weights(_weights(tmp_path / name / "models", row["model_id"]), expected_weights[row["method"]]), (name, row["method"])
+        for path, mtime in published.items():  # a model published before the kill is not trained again
+            assert path.stat().st_mtime_ns == mtime or where == "publish", (name, path)
+        registry = ModelRegistry(tmp_path / name / "models")
+        assert sorted(registry.list()) == sorted(row["model_id"] for row in rows[:2]), name  # no orphan model
+        assert not [p for p in (tmp_path / name / "models").glob("*/work") if any(p.iterdir())], name
