@@ -1,6 +1,7 @@
 """Crash safety of the operational commands with real SIGKILLs: ``seedfield train`` killed while
-it trains and while it publishes to the registry, and ``seedfield daily`` killed at a spread of
-its writes (the output store's creation and growth, a day's write, its marker). Each re-run of
+it trains and while it publishes to the registry, ``seedfield daily`` and ``seedfield infer``
+killed at a spread of their writes (the output store's creation and growth, a day's write, its
+marker), ``seedfield compare`` killed in each network's training, at a publish and at its report. Each re-run of
 the same command exits 0 and ends value-identical to an uninterrupted run: the same weights,
 the same chunks and markers.
 
@@ -123,6 +124,23 @@ def test_train_and_daily_killed_are_repaired_by_the_rerun(tmp_path, dask_cluster
             strip = lambda marks: {d: {key: v for key, v in m.items() if key not in ("source", "model_sha256")}  # noqa: E731
                                    for d, m in marks.items()}
             assert strip(got[1]) == strip(expected_stores[s][1]), (k, s)
+
+    # infer over nine days into a new store: killed while creating it (write 1), inside the first
+    # days (5, 12) and late (30); the re-run ends with the same chunks and markers
+    # (each run in its own process: the same torch threads, so the same floating-point sums)
+    infer = ["infer", "--start", str(START), "--end", str(TRAIN_END), "--model", "m"]
+    assert run_killed(COMMAND, 10**9, *infer, "--output", str(tmp_path / "ref" / "infer.zarr"), "--config", str(ref),
+                      env=env) == 0
+    expected_infer = _chunks_and_markers(str(tmp_path / "ref" / "infer.zarr"))
+    assert len(expected_infer[1]) == 9
+    for k in (1, 5, 12, 30):
+        out = tmp_path / "ref" / f"infer-k{k}.zarr"
+        args = [*infer, "--output", str(out), "--config", str(ref)]
+        assert run_killed(COMMAND, k, *args, env=env) == -9, k
+        assert run_killed(COMMAND, 10**9, *args, env=env) == 0, k
+        got = _chunks_and_markers(str(out))
+        assert got[0] == expected_infer[0], k
+        assert strip(got[1]) == strip(expected_infer[1]), k
 
 
 #: SIGKILL at the KILL_AT-th optimiser step of any architecture (Adam or AdamW), at the registry's
