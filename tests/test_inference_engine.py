@@ -67,7 +67,7 @@ def test_tiling_is_exact_once_the_context_covers_the_receptive_field():
 def test_tiled_matches_untiled_on_the_reference_generator():
     """The 16-block, 64-feature reference generator (receptive-field radius 39.5 LR cells at ×4),
     random weights, 48×48 LR: 3×3 tiles of 16 cells. Measured (two seeds): max |Δ| / std(output)
-    ≈ 1.1–1.3 at overlap 4, 0.07 at 8, 0.004 at 12; rms/std ≈ 4e-4 at 12."""
+    ≈ 1.1–1.3 at overlap 4, 0.07 at 8, 0.00396 at 12; rms/std ≈ 3.5e-4 at 12."""
     torch.manual_seed(0)
     g = RaSeedGenerator(2, 1, upsampling=4)
     norm = unit_norm(48, 48, 4)
@@ -80,7 +80,7 @@ def test_tiled_matches_untiled_on_the_reference_generator():
         d = (tiled - whole).abs()
         errors[ov] = (float(d.max()) / scale, float(d.pow(2).mean().sqrt()) / scale)
     assert errors[4][0] > errors[8][0] > errors[12][0]
-    assert errors[12][0] < 1e-2 and errors[12][1] < 1e-3
+    assert errors[12][0] <= 4e-3 and errors[12][1] < 1e-3  # docs/model.md: ≤ 4e-3 of the std at overlap 12
 
 
 def test_predict_denormalises_to_physical_units():
