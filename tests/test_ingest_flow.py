@@ -295,3 +295,26 @@ def test_a_named_land_mask_file_is_the_stores_and_no_valid_value_is_dropped(tmp_
     with pytest.raises(ConfigError, match=r"archive.land_mask_file.*other\.nc: grid .* does not match"):
         run_flow(ingest_flow, cfg_bad, d[0], d[-1])
     assert not StepStore.exists(cfg_bad.stores.raw)
+
+
+def test_a_preliminary_file_never_replaces_a_day_stored_from_its_final_file(tmp_path, dask_cluster):
+    """docs/architecture.md: "a preliminary file never replaces a final day". The final file of a
+    day is stored; later only a (different) preliminary file for that day is in the archive: the
+    run reports the day unchanged and not one byte of the store changes."""
+    archive = tmp_path / "archive"
+    d = [START + dt.timedelta(days=i) for i in range(2)]
+    write_sample_archive(archive, d[0], 2, region=SMALL_REGION)
+    cfg = flow_config(tmp_path, archive, dask_cluster.scheduler_address)
+    assert run_flow(ingest_flow, cfg, d[0], d[1])["ok"]
+    store_dir = tmp_path / "raw.zarr"
+    before = tree_digest(store_dir)
+    final = archive / oisst_relpath(d[1])
+    prelim = archive / oisst_relpath(d[1], preliminary=True)
+    final.rename(prelim)
+    with netCDF4.Dataset(prelim, "a") as nc:  # another version of the day: 0.5 °C warmer
+        nc["sst"][:] = nc["sst"][:] + 0.5
+    result = run_flow(ingest_flow, cfg, d[0], d[1])
+    assert result["ok"] and result["summary"].get("unchanged") == 2, result["summary"]
+    assert tree_digest(store_dir) == before
+    marker = StepStore(cfg.stores.raw).marker(d[1])
+    assert marker["preliminary"] is False and marker["source"].endswith(f"{d[1]:%Y%m%d}.nc")
