@@ -199,9 +199,13 @@ def test_srresnet_parameter_count():
 
 
 def test_edsr_parameter_counts():
-    # Baseline ×2: EDSR-PyTorch's published 1.37 M, exactly. Its MeanShift layers are frozen
-    # 1×1 convolutions (requires_grad False, not counted), so leaving them out changes nothing.
-    assert on_meta(EDSR, 3, 3, 2, **EDSR_BASELINE) == 1_369_859
+    # Baseline ×2: EDSR-PyTorch's published "1.37 M". By hand (3×3 convolutions, 64 features,
+    # 16 blocks without batch norm; k·k·c·d weights + d biases): head 3→64, 16 × two 64→64,
+    # the body's last 64→64, one 64→256 before PixelShuffle(2), tail 64→3. Its MeanShift layers
+    # are frozen 1×1 convolutions (requires_grad False, not counted), so leaving them out changes nothing.
+    conv = lambda c, d: 9 * c * d + d  # noqa: E731
+    by_hand = conv(3, 64) + 16 * 2 * conv(64, 64) + conv(64, 64) + conv(64, 256) + conv(64, 3)
+    assert by_hand == 1_369_859 and on_meta(EDSR, 3, 3, 2, **EDSR_BASELINE) == by_hand
     assert on_meta(EDSR.baseline, in_channels=3, out_channels=3, upsampling=2) == 1_369_859
     # Full EDSR: the paper's 43 M (×4) and 40.7 M (×2).
     full4 = on_meta(EDSR, 3, 3, 4, **EDSR_FULL)
