@@ -120,6 +120,14 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
         (summary,) = artifacts(client, run_id, "daily-summary")
         assert str(DAYS[6]) in summary.data
 
+    # a day whose file is not in the archive: the run ends Failed (not a green Completed) naming
+    # it, and the command exits 2 when nothing else was done, saying which day is missing
+    missing = DAYS[-1] + dt.timedelta(days=1)
+    state = daily_flow(cfg, missing, return_state=True)
+    assert state.is_failed() and str(missing) in state.message, state
+    r = runner.invoke(app, ["daily", "--date", str(missing), "--config", str(toml)])
+    assert r.exit_code == 2 and "some days failed or were missing" in r.output and str(missing) in r.output, r.output
+
 
 # -- a real server ---------------------------------------------------------------------------------
 
