@@ -25,19 +25,19 @@ import datetime as dt
 import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import dask.array as da
 import numpy as np
-import pandas as pd
 import xarray as xr
 import zarr
 
 from pipeline.secrets import redact_options
 from pipeline.steps import DAILY, Cadence, Step, parse_step, step_label
 from storage import cf, fs
-from storage.cf import STATUS_VARIABLE, TIME_CALENDAR, time_attrs
+from storage.cf import STATUS_VARIABLE
+from storage.template import StaticVar, StepVar, template
+
+__all__ = ["StaticVar", "StepStore", "StepVar", "StoreError", "creating_note", "date_range"]
 
 MARKER_DIR = "_seedfield/commits"
 #: Suffix of the note written beside a store (``raw.zarr`` → ``raw.zarr.creating.json``) before
@@ -50,25 +50,6 @@ class StoreError(Exception):
     """A store cannot be created, opened or written as asked. The message names the store."""
 
 
-@dataclass(frozen=True)
-class StepVar:
-    """A variable with a leading ``time`` axis, chunked one step per chunk."""
-
-    dims: tuple[str, ...]
-    dtype: str
-    fill_value: float | int
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StaticVar:
-    """A variable without a time axis, written in full when the store is created."""
-
-    dims: tuple[str, ...]
-    data: np.ndarray
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
 def creating_note(path: str) -> str:
     """Where :meth:`StepStore.create` notes that it is creating the store at ``path``."""
     return str(path).rstrip("/") + CREATING
@@ -79,12 +60,6 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise ValueError(f"end date {end} is before start date {start}")
     return DAILY.steps(start, end)
-
-
-def _codec() -> dict[str, Any]:
-    """Blosc LZ4 with byte shuffle: on a global SST day it writes 1.6× and reads 1.7× faster than
-    zstd-1, at 1.2 MiB instead of 0.7 MiB a day (benchmarks/ingest.py)."""
-    return {"compressors": [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}
 
 
 class StepStore:
@@ -139,44 +114,13 @@ class StepStore:
         fs.write_bytes_atomic(creating_note(path), b'{"creating": true}\n', storage_options)
         first, last = min(steps), max(steps)
         steps = [cadence.shift(first, k) for k in range(cadence.offset(first, last) + 1)]
-        ntime = len(steps)
         attrs = redact_options(dict(attrs or {}))  # a store never holds a credential
         if cadence != DAILY:  # a daily store keeps the attributes of the daily-only releases
             attrs[STEP_ATTR] = cadence.code
-        attrs.update(cf.time_coverage_attrs(cadence, []))
-        ds = xr.Dataset(attrs=attrs)
-        stamps = pd.DatetimeIndex([pd.Timestamp(cadence.time_stamp(s)) for s in steps])
-        ds.coords["time"] = ("time", stamps, time_attrs(cadence.time_long_name))
-        encoding: dict[str, dict[str, Any]] = {
-            "time": {"units": cadence.time_units, "calendar": TIME_CALENDAR, "dtype": "int32", "chunks": (ntime,),
-                     "_FillValue": None}
-        }
-        static = dict(static or {})
-        for name, var in coords.items():
-            var_attrs = dict(var.attrs)
-            if var.dims == (name,) and var_attrs.get("axis") in ("X", "Y"):  # CF cell bounds of a grid axis
-                var_attrs["bounds"] = f"{name}_bnds"
-                static[f"{name}_bnds"] = StaticVar((name, "bnds"), cf.bounds(var.data), {})
-            ds.coords[name] = (var.dims, var.data, var_attrs)
-            encoding[name] = {"_FillValue": None}  # CF: no fill value on a coordinate
-        for name, var in static.items():
-            ds[name] = (var.dims, var.data, var.attrs)
-            encoding[name] = {**_codec()}
-            if name.endswith("_bnds"):
-                encoding[name]["_FillValue"] = None
-        daily = {**daily}
-        daily.setdefault(STATUS_VARIABLE, StepVar(("time",), "int8", cf.STATUS_CODES["absent"], cf.status_attrs()))
         for name, var in daily.items():
             if var.dims[0] != "time":
                 raise StoreError(f"{path}: per-step variable {name!r} must have 'time' first, got {var.dims}")
-            shape = (ntime, *(ds.sizes[d] for d in var.dims[1:]))
-            chunks = (1, *shape[1:])
-            ds[name] = (var.dims, da.full(shape, var.fill_value, dtype=var.dtype, chunks=chunks), var.attrs)
-            if np.issubdtype(np.dtype(var.dtype), np.floating):
-                fill = {"_FillValue": var.fill_value}
-            else:  # counts, flags, indices: a zarr fill value, but no CF mask (0 must stay 0)
-                fill = {"_FillValue": None, "fill_value": var.fill_value}
-            encoding[name] = {"chunks": chunks, **fill, **_codec()}
+        ds, encoding = template(steps, coords, daily, static or {}, attrs, cadence)
         ds.to_zarr(
             path,
             mode="w-",
