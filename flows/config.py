@@ -26,6 +26,7 @@ from pipeline.errors import SeedfieldError
 from pipeline.secrets import redact_options, redact_url
 from pipeline.seeding import SeedingParams
 from pipeline.steps import Cadence
+from storage.cf import DEFAULT_METADATA
 
 
 class ConfigError(SeedfieldError):
@@ -193,6 +194,28 @@ class CompareSettings(_Section):
         return self
 
 
+class MetadataSettings(_Section):
+    """ACDD-1.3 discovery attributes a new store carries (storage/cf.py fills the rest from the
+    data). The defaults say that nobody chose them: no licence or author is invented."""
+
+    license: str = Field(DEFAULT_METADATA["license"], description="licence of the stores' data, e.g. 'CC-BY-4.0'")
+    creator_name: str = Field(DEFAULT_METADATA["creator_name"], description="person or group who made the data")
+    creator_type: Literal["person", "group", "institution", "position"] = "person"
+    creator_email: str = DEFAULT_METADATA["creator_email"]
+    creator_url: str = DEFAULT_METADATA["creator_url"]
+    institution: str = DEFAULT_METADATA["institution"]
+    project: str = DEFAULT_METADATA["project"]
+    publisher_name: str = DEFAULT_METADATA["publisher_name"]
+    publisher_email: str = DEFAULT_METADATA["publisher_email"]
+    publisher_url: str = DEFAULT_METADATA["publisher_url"]
+    naming_authority: str = Field(DEFAULT_METADATA["naming_authority"], description="prefix of the stores' ids")
+    acknowledgement: str = DEFAULT_METADATA["acknowledgement"]
+
+    def attrs(self) -> dict[str, str]:
+        """The global attributes, as passed to a store's creation."""
+        return {k: str(v) for k, v in self.model_dump().items()}
+
+
 class SeedfieldConfig(_Section):
     """The whole configuration."""
 
@@ -221,6 +244,7 @@ class SeedfieldConfig(_Section):
     infer: InferSettings = Field(default_factory=InferSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     compare: CompareSettings = Field(default_factory=CompareSettings)
+    metadata: MetadataSettings = Field(default_factory=MetadataSettings)
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -122,6 +122,7 @@ def open_or_create_output(config: SeedfieldConfig, seedings: StepStore, days: li
         return store
     params = seeding_params(seedings)
     provenance = {
+        **config.metadata.attrs(),
         "model_id": model_id, "seedings_store": seedings.path, "raw_store": config.stores.raw,
         **{f"seeding_{k}": v for k, v in params.items()},
         "history": f"seedfield {code_version()} infer",
@@ -216,6 +217,11 @@ def infer_flow(
     for r in flagged:
         logger.warning("%s: QA re-binned RMSE %.3f °C above the threshold %.3f", r["day"], r["qa_rebin_rmse"], qa_threshold)
     counts = summarise(outcomes)
+    try:  # history and time coverage, once per run that changed or tried a step
+        if counts.get("ok") or counts.get("failed") or counts.get("missing"):
+            out.record_run(f"infer {start}..{end} with model {model_id}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    except OSError as exc:  # a full disk or a read-only store: the run's outcome is still reported
+        logger.warning("%s: history not recorded: %s", out.path, exc)
     create_table_artifact(rows[:1000], key="infer-days", description=f"per-day QA, model {model_id}")
     create_markdown_artifact(
         f"## Inference {start} … {end}\n\nModel `{model_id}` → `{out.path}`\n\n| status | days |\n|---|---|\n"

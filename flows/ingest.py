@@ -110,7 +110,7 @@ def open_or_create_store(
             land_mask=land,
             variable=config.archive.variable,
             variable_attrs=decoded.attrs,  # units and names from the first readable file
-            attrs={"source_archive": str(config.archive.source), **origin},  # the store redacts credentials
+            attrs={**config.metadata.attrs(), "source_archive": str(config.archive.source), **origin},  # the store redacts credentials
             storage_options=opts,
             cadence=cadence,
         )
@@ -252,6 +252,11 @@ def ingest_flow(
         + "".join(f"| {k} | {v} |\n" for k, v in counts.items()),
         key="ingest-summary",
     )
+    try:  # history and time coverage, once per run that changed or tried a step
+        if counts.get("ok") or counts.get("failed") or counts.get("missing"):
+            store.record_run(f"ingest {start}..{end}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    except OSError as exc:  # a full disk or a read-only store: the run's outcome is still reported
+        logger.warning("%s: history not recorded: %s", store.path, exc)
     if report:
         write_report(report, "ingest", outcomes, store=config.stores.raw, source=source, start=str(start), end=str(end))
     return finish({

@@ -75,7 +75,7 @@ def open_or_create_seedings(config: SeedfieldConfig, days: list[dt.date]) -> Ste
         raw.read_static("lat")[:ny], raw.read_static("lon")[:nx], land,
         bin_size=params.bin_size, hr_cell=params.hr_cell, max_sensors=max_sensors,
         params=params.model_dump(),
-        attrs={"raw_store": config.stores.raw, "params_digest": params_digest(params),
+        attrs={**config.metadata.attrs(), "raw_store": config.stores.raw, "params_digest": params_digest(params),
                "domain_note": f"native grid {raw.read_static(LAND_MASK).shape} trimmed to ({ny}, {nx})"},
         storage_options=opts,
         cadence=raw.cadence,
@@ -197,6 +197,11 @@ def prepare_flow(
         + "".join(f"| {k} | {v} |\n" for k, v in counts.items()),
         key="prepare-summary",
     )
+    try:  # history and time coverage, once per run that changed or tried a step
+        if counts.get("ok") or counts.get("failed") or counts.get("missing"):
+            store.record_run(f"prepare {start}..{end}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    except OSError as exc:  # a full disk or a read-only store: the run's outcome is still reported
+        logger.warning("%s: history not recorded: %s", store.path, exc)
     if report:
         write_report(report, "prepare", outcomes, store=store.path, start=str(start), end=str(end))
     return finish({"store": store.path, "summary": counts, "stats_days": n_stats, "ok": not any_failed(outcomes)})

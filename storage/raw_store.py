@@ -38,18 +38,24 @@ def create_raw_store(
             var_attrs[key] = str(variable_attrs[key])
     if variable != "sst" and var_attrs["standard_name"] == "sea_surface_temperature":
         del var_attrs["standard_name"]  # another quantity without a CF name of its own (ERA5 writes 'unknown')
-    var_attrs["ancillary_variables"] = LAND_MASK
+    var_attrs["ancillary_variables"] = f"{LAND_MASK} status"
+    if var_attrs.get("standard_name") != "sea_surface_temperature":
+        var_attrs.pop("units_metadata", None)
     coords = {
         "lat": StaticVar(("lat",), np.asarray(lat, dtype="float64"), cf.lat_attrs()),
         "lon": StaticVar(("lon",), np.asarray(lon, dtype="float64"), cf.lon_attrs()),
     }
     static = {LAND_MASK: StaticVar(("lat", "lon"), np.asarray(land_mask, dtype="int8"), cf.land_mask_attrs())}
     daily = {variable: StepVar(("time", "lat", "lon"), "float32", np.nan, var_attrs)}
+    summary = _SUMMARY if cadence == DAILY else _SUMMARY.replace("Daily fields", f"Fields (step {cadence.code})").replace("a day", "a step").replace("DAY", "STEP")
     global_attrs = cf.dataset_attrs(
-        "seedfield raw store",
+        f"seedfield raw store: {var_attrs.get('long_name', variable)}",
+        summary,
+        "raw",
+        lat,
+        lon,
         seedfield_store="raw",
         seedfield_variable=variable,
-        summary=_SUMMARY if cadence == DAILY else _SUMMARY.replace("Daily fields", f"Fields (step {cadence.code})").replace("a day", "a step").replace("DAY", "STEP"),
         **dict(attrs or {}),
     )
     return StepStore.create(path, days, coords, daily, static, global_attrs, storage_options, cadence)

@@ -2,7 +2,8 @@
 
 Grids (docs/architecture.md): the native grid trimmed to a multiple of ``bin_size``; the LR grid
 of ``bin_size``-cell bins; the HR grid of ``bin_size // upsampling``-cell cells. Sensors are kept
-as flat indices into the trimmed native grid, padded with -1 to a fixed count per day.
+as flat indices into the trimmed native grid, padded with -1 to a fixed count per day, and
+as latitude/longitude (``sensor_lat``/``sensor_lon``, NaN padding) derived from them on write.
 """
 
 from __future__ import annotations
@@ -43,47 +44,73 @@ def create_seedings_store(
     """Create the seedings template (steps of ``cadence``). ``lat``/``lon``/``land_mask`` are already trimmed."""
     lat_lr, lon_lr = block_centres(lat, bin_size), block_centres(lon, bin_size)
     lat_hr, lon_hr = block_centres(lat, hr_cell), block_centres(lon, hr_cell)
+    # One horizontal coordinate set: the native grid (lat, lon) is the only one with coordinate
+    # variables. The LR and HR grids are plain index dimensions (y_lr …); their latitudes and
+    # longitudes are variables named in each field's comment, so `ds.cf["longitude"]` is lon.
     coords = {
         "lat": StaticVar(("lat",), np.asarray(lat, "float64"), cf.lat_attrs()),
         "lon": StaticVar(("lon",), np.asarray(lon, "float64"), cf.lon_attrs()),
-        "lat_lr": StaticVar(("lat_lr",), lat_lr, {**cf.lat_attrs(), "long_name": "latitude of LR bins"}),
-        "lon_lr": StaticVar(("lon_lr",), lon_lr, {**cf.lon_attrs(), "long_name": "longitude of LR bins"}),
-        "lat_hr": StaticVar(("lat_hr",), lat_hr, {**cf.lat_attrs(), "long_name": "latitude of HR cells"}),
-        "lon_hr": StaticVar(("lon_hr",), lon_hr, {**cf.lon_attrs(), "long_name": "longitude of HR cells"}),
-        "sensor": StaticVar(("sensor",), np.arange(max_sensors, dtype="int32"), {"long_name": "sensor slot"}),
+        "sensor": StaticVar(("sensor",), np.arange(max_sensors, dtype="int32"), {"long_name": "sensor slot", "units": "1"}),
     }
     units = "degree_Celsius"
+    sst = {"standard_name": "sea_surface_temperature", "units": units, "units_metadata": "temperature: on_scale"}
+    lr_where = "; bins centred at lat_lr(y_lr), lon_lr(x_lr)"
+    hr_where = "; cells centred at lat_hr(y_hr), lon_hr(x_hr)"
     daily = {
         "sensor_index": StepVar(("time", "sensor"), "int32", -1, {
-            "long_name": "flat index (row * nlon + col) of each sensor on the native grid; -1 = padding"}),
+            "long_name": "flat index (row * nlon + col) of each sensor on the native grid; -1 = padding",
+            "units": "1", "coverage_content_type": "auxiliaryInformation"}),
+        "sensor_lat": StepVar(("time", "sensor"), "float32", np.nan, cf.other_position_attrs(
+            "latitude of each sensor (native cell centre); NaN = padding", "degrees_north")),
+        "sensor_lon": StepVar(("time", "sensor"), "float32", np.nan, cf.other_position_attrs(
+            "longitude of each sensor (native cell centre); NaN = padding", "degrees_east")),
         "sensor_value": StepVar(("time", "sensor"), "float32", np.nan, {
-            "long_name": "sensor reading (field value plus noise)", "units": units}),
-        "lr_mean": StepVar(("time", "lat_lr", "lon_lr"), "float32", np.nan, {
-            "long_name": "mean of the sensors in each LR bin; NaN = no sensor", "units": units}),
-        "lr_count": StepVar(("time", "lat_lr", "lon_lr"), "uint16", 0, {
-            "long_name": "number of sensors in each LR bin", "units": "1"}),
-        "hr_mean": StepVar(("time", "lat_hr", "lon_hr"), "float32", np.nan, {
-            "long_name": "mean of the sensors in each HR cell (sparse target); NaN = no sensor",
-            "units": units}),
-        "hr_flag": StepVar(("time", "lat_hr", "lon_hr"), "uint8", 0, {
-            "long_name": "1 where at least one sensor fell in the HR cell", "units": "1",
-            "flag_values": [0, 1], "flag_meanings": "empty seeded"}),
+            **sst, "long_name": "sensor reading (field value plus noise) at sensor_lat, sensor_lon",
+            "coverage_content_type": "physicalMeasurement"}),
+        "lr_mean": StepVar(("time", "y_lr", "x_lr"), "float32", np.nan, {
+            **sst, "long_name": "mean of the sensors in each LR bin; NaN = no sensor",
+            "comment": "LR grid" + lr_where, "ancillary_variables": "lr_count",
+            "coverage_content_type": "physicalMeasurement"}),
+        "lr_count": StepVar(("time", "y_lr", "x_lr"), "int16", 0, {
+            "standard_name": "number_of_observations", "long_name": "number of sensors in each LR bin",
+            "units": "1", "comment": "LR grid" + lr_where, "coverage_content_type": "auxiliaryInformation"}),
+        "hr_mean": StepVar(("time", "y_hr", "x_hr"), "float32", np.nan, {
+            **sst, "long_name": "mean of the sensors in each HR cell (sparse target); NaN = no sensor",
+            "comment": "HR grid" + hr_where, "ancillary_variables": "hr_flag",
+            "coverage_content_type": "physicalMeasurement"}),
+        "hr_flag": StepVar(("time", "y_hr", "x_hr"), "int8", 0, {
+            "standard_name": "status_flag", "long_name": "1 where at least one sensor fell in the HR cell",
+            "flag_values": [0, 1], "flag_meanings": "empty seeded", "comment": "HR grid" + hr_where,
+            "coverage_content_type": "qualityInformation"}),
     }
     nan_lr = np.full((len(lat_lr), len(lon_lr)), np.nan, "float32")
     nan_hr = np.full((len(lat_hr), len(lon_hr)), np.nan, "float32")
+
+    def stat(long_name: str, dims: tuple[str, str], values: np.ndarray) -> StaticVar:
+        where = lr_where if dims[0] == "y_lr" else hr_where
+        return StaticVar(dims, values, {"long_name": long_name, "units": units, "comment": where.lstrip("; "),
+                                        "coverage_content_type": "auxiliaryInformation"})
+
     static = {
+        "lat_lr": StaticVar(("y_lr",), lat_lr, cf.other_position_attrs("latitude of LR bin centres", "degrees_north")),
+        "lon_lr": StaticVar(("x_lr",), lon_lr, cf.other_position_attrs("longitude of LR bin centres", "degrees_east")),
+        "lat_hr": StaticVar(("y_hr",), lat_hr, cf.other_position_attrs("latitude of HR cell centres", "degrees_north")),
+        "lon_hr": StaticVar(("x_hr",), lon_hr, cf.other_position_attrs("longitude of HR cell centres", "degrees_east")),
         "land_mask": StaticVar(("lat", "lon"), np.asarray(land_mask, "int8"), cf.land_mask_attrs()),
-        "lr_norm_mean": StaticVar(("lat_lr", "lon_lr"), nan_lr, {
-            "long_name": "per-bin mean of lr_mean over the statistics period (weight: lr_count > 0)", "units": units}),
-        "lr_norm_std": StaticVar(("lat_lr", "lon_lr"), nan_lr, {
-            "long_name": "per-bin population std of lr_mean over the statistics period", "units": units}),
-        "hr_norm_mean": StaticVar(("lat_hr", "lon_hr"), nan_hr, {
-            "long_name": "flag-weighted per-cell mean of hr_mean over the statistics period", "units": units}),
-        "hr_norm_std": StaticVar(("lat_hr", "lon_hr"), nan_hr, {
-            "long_name": "flag-weighted per-cell population std of hr_mean", "units": units}),
+        "lr_norm_mean": stat("per-bin mean of lr_mean over the statistics period (weight: lr_count > 0)", ("y_lr", "x_lr"), nan_lr),
+        "lr_norm_std": stat("per-bin population std of lr_mean over the statistics period", ("y_lr", "x_lr"), nan_lr),
+        "hr_norm_mean": stat("flag-weighted per-cell mean of hr_mean over the statistics period", ("y_hr", "x_hr"), nan_hr),
+        "hr_norm_std": stat("flag-weighted per-cell population std of hr_mean", ("y_hr", "x_hr"), nan_hr),
     }
     global_attrs = cf.dataset_attrs(
-        "seedfield seedings store",
+        "seedfield seedings store: sparse random sensors of sea surface temperature",
+        "Per step: random sensors drawn from the raw store's field (positions as native-grid "
+        "indices and as latitude/longitude, readings with noise), their means on the LR grid "
+        "(model input) and on the HR grid (sparse target), and per-cell normalisation statistics; "
+        "a step counts only once its commit marker (_seedfield/commits/STEP.json) says status ok.",
+        "seedings",
+        lat,
+        lon,
         seedfield_store="seedings",
         **{f"seeding_{k}": v for k, v in params.items()},
         max_sensors=int(max_sensors),

@@ -12,27 +12,32 @@ The rules (docs/architecture.md, "Storage"):
 * a per-step commit marker (``_seedfield/commits/<label>.json``, ``2019-03-01`` for a day,
   ``2019-03-01T05`` for an hour) is written last; readers and resumable flows trust only steps
   whose marker says ``"status": "ok"``;
-* the time axis grows at its end when later steps are asked for; it never moves its start.
+* the time axis grows at its end when later steps are asked for; it never moves its start;
+* a per-step ``status`` variable (CF flags) repeats what each marker says, written just before it;
+* the metadata is consolidated (root ``zarr.json``) whenever it changes: creation, growth,
+  attribute updates; the store's own code never reads the consolidated copy, so a copy left
+  stale by a killed run misleads no writer, and the next change rewrites it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import dask.array as da
 import numpy as np
-import pandas as pd
 import xarray as xr
 import zarr
 
 from pipeline.secrets import redact_options
 from pipeline.steps import DAILY, Cadence, Step, parse_step, step_label
-from storage import fs
-from storage.cf import TIME_CALENDAR, time_attrs
+from storage import cf, fs
+from storage.cf import STATUS_VARIABLE
+from storage.template import StaticVar, StepVar, template
+
+__all__ = ["StaticVar", "StepStore", "StepVar", "StoreError", "creating_note", "date_range"]
 
 MARKER_DIR = "_seedfield/commits"
 #: Suffix of the note written beside a store (``raw.zarr`` → ``raw.zarr.creating.json``) before
@@ -45,25 +50,6 @@ class StoreError(Exception):
     """A store cannot be created, opened or written as asked. The message names the store."""
 
 
-@dataclass(frozen=True)
-class StepVar:
-    """A variable with a leading ``time`` axis, chunked one step per chunk."""
-
-    dims: tuple[str, ...]
-    dtype: str
-    fill_value: float | int
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StaticVar:
-    """A variable without a time axis, written in full when the store is created."""
-
-    dims: tuple[str, ...]
-    data: np.ndarray
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
 def creating_note(path: str) -> str:
     """Where :meth:`StepStore.create` notes that it is creating the store at ``path``."""
     return str(path).rstrip("/") + CREATING
@@ -74,12 +60,6 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise ValueError(f"end date {end} is before start date {start}")
     return DAILY.steps(start, end)
-
-
-def _codec() -> dict[str, Any]:
-    """Blosc LZ4 with byte shuffle: on a global SST day it writes 1.6× and reads 1.7× faster than
-    zstd-1, at 1.2 MiB instead of 0.7 MiB a day (benchmarks/ingest.py)."""
-    return {"compressors": [zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}
 
 
 class StepStore:
@@ -134,32 +114,13 @@ class StepStore:
         fs.write_bytes_atomic(creating_note(path), b'{"creating": true}\n', storage_options)
         first, last = min(steps), max(steps)
         steps = [cadence.shift(first, k) for k in range(cadence.offset(first, last) + 1)]
-        ntime = len(steps)
         attrs = redact_options(dict(attrs or {}))  # a store never holds a credential
         if cadence != DAILY:  # a daily store keeps the attributes of the daily-only releases
             attrs[STEP_ATTR] = cadence.code
-        ds = xr.Dataset(attrs=attrs)
-        stamps = pd.DatetimeIndex([pd.Timestamp(cadence.time_stamp(s)) for s in steps])
-        ds.coords["time"] = ("time", stamps, time_attrs(cadence.time_long_name))
-        for name, var in coords.items():
-            ds.coords[name] = (var.dims, var.data, var.attrs)
-        encoding: dict[str, dict[str, Any]] = {
-            "time": {"units": cadence.time_units, "calendar": TIME_CALENDAR, "dtype": "int32", "chunks": (ntime,)}
-        }
-        for name, var in (static or {}).items():
-            ds[name] = (var.dims, var.data, var.attrs)
-            encoding[name] = {**_codec()}
         for name, var in daily.items():
             if var.dims[0] != "time":
                 raise StoreError(f"{path}: per-step variable {name!r} must have 'time' first, got {var.dims}")
-            shape = (ntime, *(ds.sizes[d] for d in var.dims[1:]))
-            chunks = (1, *shape[1:])
-            ds[name] = (var.dims, da.full(shape, var.fill_value, dtype=var.dtype, chunks=chunks), var.attrs)
-            if np.issubdtype(np.dtype(var.dtype), np.floating):
-                fill = {"_FillValue": var.fill_value}
-            else:  # counts, flags, indices: a zarr fill value, but no CF mask (0 must stay 0)
-                fill = {"_FillValue": None, "fill_value": var.fill_value}
-            encoding[name] = {"chunks": chunks, **fill, **_codec()}
+        ds, encoding = template(steps, coords, daily, static or {}, attrs, cadence)
         ds.to_zarr(
             path,
             mode="w-",
@@ -171,6 +132,7 @@ class StepStore:
         )
         store = cls(path, storage_options)
         store.group.create_group("_seedfield")
+        store.consolidate()
         fs.remove_file(creating_note(path), storage_options)
         return store
 
@@ -179,7 +141,8 @@ class StepStore:
     def group(self) -> zarr.Group:
         if self._group is None:
             try:
-                self._group = zarr.open_group(self.path, mode="r+", storage_options=self.storage_options)
+                self._group = zarr.open_group(self.path, mode="r+", storage_options=self.storage_options,
+                                              use_consolidated=False)
             except FileNotFoundError as exc:
                 raise StoreError(f"{self.path}: no Zarr store here") from exc
         return self._group
@@ -190,6 +153,7 @@ class StepStore:
         self._arrays: dict[str, zarr.Array] = {}
         self._axis: tuple[Step, int] | None = None
         self._cadence: Cadence | None = None
+        self._step_names: list[str] | None = None
 
     @property
     def cadence(self) -> Cadence:
@@ -228,6 +192,27 @@ class StepStore:
 
     def update_attrs(self, **attrs: Any) -> None:
         self.group.attrs.update(redact_options(attrs))
+        self.consolidate()
+
+    def consolidate(self) -> None:
+        """Rewrite the consolidated metadata (root ``zarr.json``) from the arrays' own, so that
+        ``xr.open_zarr(path)`` opens the store in one read and without a warning."""
+        with warnings.catch_warnings():  # zarr notes that v3 has no consolidated metadata in its spec
+            warnings.simplefilter("ignore", UserWarning)
+            zarr.consolidate_metadata(self.group.store)
+        self._group = None  # re-open: attributes and shapes as now stored
+
+    def record_run(self, what: str) -> None:
+        """After a run that changed the store: append a line to ``history`` and set the ACDD time
+        coverage (and ``date_modified``) to the committed steps. Called once per run by the flow
+        (one process), never by the per-step writers, so attribute writes never race."""
+        attrs = self.attrs
+        self.group.attrs.update({
+            "history": cf.append_history(attrs.get("history"), what),
+            "date_modified": cf.utc_now(),
+            **cf.time_coverage_attrs(self.cadence, self.committed_steps()),
+        })
+        self.consolidate()
 
     @property
     def steps(self) -> list[Step]:
@@ -293,6 +278,7 @@ class StepStore:
         if wrong.size:
             time[int(wrong[0]):] = expected[int(wrong[0]):]
         self.refresh()
+        self.consolidate()
 
     # -- step data ------------------------------------------------------------------------
     def write_step(self, step: Step, arrays: Mapping[str, np.ndarray]) -> None:
@@ -303,9 +289,13 @@ class StepStore:
         and the new version shown as good), and the next run writes it again.
         """
         i = self.index(step)
+        if "sensor_index" in arrays and "sensor_lat" in self.step_names_cached() and "sensor_lat" not in arrays:
+            positions = cf.sensor_positions(arrays["sensor_index"], self.read_static("lat"), self.read_static("lon"))
+            arrays = {**arrays, "sensor_lat": positions[0], "sensor_lon": positions[1]}
         old = self.marker(step)
         if old is not None and old.get("status") == "ok":
             body = {"day": step_label(step), "status": "rewriting", "replacing": old.get("written_at")}
+            self._write_status(i, body)
             fs.write_bytes_atomic(self._marker_path(step), json.dumps(body, indent=1, sort_keys=True).encode(),
                                   self.storage_options)
         for name, values in arrays.items():
@@ -352,8 +342,20 @@ class StepStore:
             return False
         body["written_at"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         data = json.dumps(body, indent=1, sort_keys=True).encode()
+        self._write_status(self.index(step), body)
         fs.write_bytes_atomic(self._marker_path(step), data, self.storage_options)
         return True
+
+    def _write_status(self, i: int, marker: Mapping[str, Any]) -> None:
+        """The ``status`` flag of the step at position ``i`` (stores made before it had none)."""
+        if STATUS_VARIABLE in self.step_names_cached():
+            self.array(STATUS_VARIABLE)[i] = cf.status_code(marker)
+
+    def step_names_cached(self) -> list[str]:
+        names = self.__dict__.get("_step_names")
+        if names is None:
+            names = self._step_names = self.step_names()
+        return names
 
     def markers(self) -> dict[Step, dict[str, Any]]:
         out = {}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from storage import cf
 from storage.step_store import StaticVar, StepStore, StepVar, creating_note, date_range
 from tests.helpers_flows import tree_digest
 
@@ -195,16 +196,19 @@ def test_a_day_killed_while_being_replaced_is_never_shown_half_written(tmp_path)
     store = make_store(str(tmp_path / "s.zarr"))
     store.write_step(day, {"sst": np.full((6, 8), 1.0, "f4"), "count": np.full((6, 8), 1, "i2")})
     store.commit(day, {"status": "ok", "version": 1})
-    assert run_killed(REWRITE, 2, store.path) == -9
+    # write 1: the step's status flag (rewriting), 2: sst, 3: count
+    assert run_killed(REWRITE, 3, store.path) == -9
     store.refresh()
-    half = store.read_step(day, ["sst", "count"])
+    half = store.read_step(day, ["sst", "count", "status"])
     assert (half["sst"] == 2.0).all() and (half["count"] == 1).all()  # the kill fell between the two
     assert store.marker(day)["status"] == "rewriting" and day not in store.committed_steps()
+    assert half["status"] == cf.STATUS_CODES["rewriting"]
     assert store.open_dataset().sizes["time"] == 0
     assert run_killed(REWRITE, 99, store.path) == 0  # the re-run
     store.refresh()
     assert store.committed_steps() == [day] and store.marker(day)["version"] == 2
     assert (store.read_step(day, ["count"])["count"] == 2).all()
+    assert store.read_step(day, ["status"])["status"] == cf.STATUS_CODES["ok"]
 
 
 EXTEND = KILLER + """

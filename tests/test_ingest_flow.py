@@ -42,7 +42,7 @@ def test_ten_days_land_mask_cf_and_idempotent_rerun(tmp_path, archive10, dask_cl
     assert result["ok"] and result["summary"]["ok"] == 10
 
     ds = xr.open_zarr(cfg.stores.raw, consolidated=False)
-    assert ds.sizes == {"time": 10, "lat": 128, "lon": 256}
+    assert ds.sizes == {"time": 10, "lat": 128, "lon": 256, "bnds": 2}  # bnds: lat_bnds, lon_bnds
     assert ds.sst.attrs["standard_name"] == "sea_surface_temperature"
     assert ds.sst.attrs["units"] == "degree_Celsius"
     assert ds.lat.attrs["axis"] == "Y" and ds.lon.attrs["units"] == "degrees_east"

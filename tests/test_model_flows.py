@@ -80,7 +80,9 @@ def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
     result = run_flow(infer_flow, cfg, a, b)
     assert result["summary"]["ok"] == 8 and result["ok"]
     ds = xr.open_zarr(cfg.stores.output, consolidated=False)
-    assert ds.sizes == {"time": 8, "lat": 64, "lon": 128}
+    assert ds.sizes == {"time": 8, "lat": 64, "lon": 128, "bnds": 2}  # bnds: lat_bnds, lon_bnds
+    assert (ds.status.values == 1).all()  # ok, as the markers say
+    assert "infer" in ds.attrs["history"].splitlines()[-1] and "with model tiny-1: 8 ok" in ds.attrs["history"]
     land = ds.land_mask.values.astype(bool)
     assert np.isnan(ds.sst.values[:, land]).all() and np.isfinite(ds.sst.values[:, ~land]).all()
     assert ds.attrs["model_id"] == "tiny-1" and ds.attrs["seeding_bin_size"] == 8

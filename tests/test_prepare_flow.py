@@ -54,7 +54,7 @@ def test_twice_and_single_day_give_identical_seedings(raw_store, tmp_path, dask_
 
     ds = xr.open_zarr(tmp_path / "a.zarr", consolidated=False)
     assert ds.attrs["seeding_sensors_per_bin"] == 10 and ds.attrs["seeding_upsampling"] == 8
-    assert ds.sizes["lat_lr"] == 8 and ds.sizes["lon_lr"] == 16 and ds.sizes["lat_hr"] == 64
+    assert ds.sizes["y_lr"] == 8 and ds.sizes["x_lr"] == 16 and ds.sizes["y_hr"] == 64
     # about 10 sensors per ocean bin, on ocean cells only, differing from day to day
     land = ds.land_mask.values.astype(bool).ravel()
     idx = ds.sensor_index.values
