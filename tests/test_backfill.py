@@ -75,6 +75,25 @@ def test_chunks_cover_the_period_in_order():
         chunk_ranges(DAYS[0], DAYS[-1], 0)
 
 
+#: ``seedfield backfill`` that, when its second chunk starts, says so in a file and waits to be killed.
+PAUSE_AT_SECOND_CHUNK = """
+import sys, time
+import flows.backfill
+_done_days, _calls, _paused = flows.backfill.done_days, [0], sys.argv[1]
+def _pausing(*args, **kwargs):
+    _calls[0] += 1
+    if _calls[0] == 2:
+        open(_paused, "w").write("paused")
+        time.sleep(3600)
+    return _done_days(*args, **kwargs)
+flows.backfill.done_days = _pausing
+from flows.cli import main
+sys.argv = ["seedfield", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.slow  # three backfills of 9 days through the flows: about a minute
 def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, tmp_path):
     from prefect.settings import PREFECT_API_URL
 
@@ -84,22 +103,26 @@ def test_killed_backfill_resumes_to_the_same_bytes_and_refuses_overlaps(sample, 
     result = run_flow(backfill_flow, ref, DAYS[0], DAYS[-1], chunk_days=CHUNK)
     assert result["ok"] and result["summary"]["ok"] == N_DAYS and len(result["chunks"]) == 3
 
-    # 2. the same backfill in another process, SIGKILLed once its first chunk is committed
+    # 2. the same backfill in another process, SIGKILLed once its first chunk is committed: the
+    #    child stops at the start of its second chunk (an observable event, not a deadline, so a
+    #    fast machine cannot finish the backfill before the kill)
     cfg_b = {**common, **stores(root, "b")}
     toml = write_toml(tmp_path / "b.toml", cfg_b)
     out_b = StepStore(cfg_b["stores.output"])
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
     log = tmp_path / "killed.log"
     args = ["backfill", "--start", str(DAYS[0]), "--end", str(DAYS[-1]), "--chunk-days", str(CHUNK), "--config", str(toml)]
+    paused = tmp_path / "paused"
     with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-c", PAUSE_AT_SECOND_CHUNK, str(paused), *args], cwd=REPO, env=env,
+                                stdout=fh, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 240
-        while not all((out_b.marker(d) or {}).get("status") == "ok" for d in DAYS[:CHUNK]):
+        deadline = time.monotonic() + 600  # a bound for a loaded machine; the kill itself waits on the event
+        while not paused.exists():
             assert proc.poll() is None, f"backfill exited early ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"first chunk not committed in time:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"second chunk not reached in time:\n{log.read_text()[-3000:]}"
             time.sleep(0.1)
+        assert all((out_b.marker(d) or {}).get("status") == "ok" for d in DAYS[:CHUNK])
         # 3. while it runs, a second backfill over overlapping days is refused, naming the holder
         r = runner.invoke(app, ["backfill", "--start", str(DAYS[1]), "--end", str(DAYS[3]), "--config", str(toml)])
         said = " ".join(r.output.split())
