@@ -53,7 +53,10 @@ def store_status(path: str, storage_options: dict[str, Any] | None = None,
         })
     ordinals = [cadence.ordinal(s) for s in steps]
     runs = _runs(rows, ordinals, ("status", "preliminary"))
-    problems = [r for r in _runs(rows, ordinals, ("status", "error")) if r["status"] in PROBLEMS]
+    problems = [r for r in _runs(rows, ordinals, ("status",)) if r["status"] in PROBLEMS]
+    for run in problems:  # the run's first error, and how many different ones it holds
+        errors = [r["error"] for r in rows if run["first"] <= r["step"] <= run["last"] and r["status"] == run["status"]]
+        run["error"], run["distinct_errors"] = errors[0], len(set(errors))
     counts = Counter(r["status"] for r in rows)
     return {
         "store": shown,
@@ -105,4 +108,6 @@ def print_status(report: dict[str, Any], console: Console) -> None:
     console.print(f"{len(report['steps'])} steps: {counts}{extra}", highlight=False)
     for run in report["problems"]:
         why = f": {run['error']}" if run["error"] else ""
+        if run["distinct_errors"] > 1:
+            why += f" (and {run['distinct_errors'] - 1} other message(s): --json lists every step's)"
         console.print(f"{run['status']} {_span(run)} ({run['count']}){escape(why)}", highlight=False, soft_wrap=True)
