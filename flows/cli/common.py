@@ -104,8 +104,10 @@ def run(flow: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def period(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date]:
-    """``--start`` and ``--end`` as step bounds; a ConfigError when the period is empty."""
-    if end < start:
+    """``--start`` and ``--end`` as step bounds; a ConfigError when the period is empty (an
+    ``--end`` without an hour is the whole of that day: 2019-03-02T12 … 2019-03-02 is 12 hours)."""
+    last = end if end.time() != dt.time(0) else end + dt.timedelta(days=1, microseconds=-1)
+    if last < start:
         raise config_error(f"--start {step_bound(start)} is after --end {step_bound(end)}: expected start <= end")
     return step_bound(start), step_bound(end)
 
