@@ -30,6 +30,7 @@ from flows.cli.common import (
     user_errors,
     writable,
 )
+from pipeline.secrets import redact_text, redact_url
 
 
 @app.command()
@@ -191,7 +192,7 @@ def models_list(registry: RegistryOpt = None, config: ConfigOpt = None) -> None:
     except (*user_errors(), ValueError) as exc:
         fail(exc)
     if not ids:
-        out.print(f"no published model in {escape(str(reg.root))}")
+        out.print(f"no published model in {escape(redact_url(str(reg.root)))}")
         return
     table = Table(box=None, pad_edge=False)
     for name in ("", "id", "architecture", "training period", "created"):
@@ -201,7 +202,8 @@ def models_list(registry: RegistryOpt = None, config: ConfigOpt = None) -> None:
         table.add_row("*" if model_id == current else "", model_id, _architecture(meta),
                       " … ".join(str(p) for p in period_), str(meta.get("created", "?")))
     out.print(table, highlight=False)
-    out.print(f"{len(ids)} model(s) in {escape(str(reg.root))}; current: {current or 'none'}", highlight=False)
+    out.print(f"{len(ids)} model(s) in {escape(redact_url(str(reg.root)))}; current: {current or 'none'}",
+              highlight=False)
 
 
 @models_app.command("show")
@@ -226,15 +228,15 @@ def models_show(
                 "n_val_days", "train_seconds", "seedings_store", "raw_store", "metrics"):
         value = _architecture(meta) if key == "architecture" else shown.pop(key, None)
         if value is not None:
-            out.print(f"{key}: {escape(json.dumps(value) if isinstance(value, (dict, list)) else str(value))}",
-                      highlight=False)
+            text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+            out.print(f"{key}: {escape(redact_text(text))}", highlight=False)
     scores = validation_scores(meta)
     if scores:
         out.print("validation: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in scores.items()), highlight=False)
     rest = {k: v for k, v in shown.items() if k not in ("model_id",)}
     if rest:
-        out.print_json(json.dumps(rest, default=str))
+        out.print_json(redact_text(json.dumps(rest, default=str)))
 
 
 @models_app.command("promote")
