@@ -44,7 +44,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def _ingest(archive: Path, store: Path, dask: str) -> tuple[int, str]:
     """The real ``seedfield ingest`` in its own process, as an operator runs it."""
     end = START + dt.timedelta(days=DAYS - 1)
-    code, lines = run_cli("ingest", "--archive", str(archive), "--store", str(store), "--start", str(START),
+    code, lines = run_cli("ingest", "--archive", str(archive), "--raw", str(store), "--start", str(START),
                           "--end", str(end), "--dask-address", dask, cwd=archive.parent)
     return code, "\n".join(lines)
 
