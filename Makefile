@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 # Every architecture of the zoo on the demo's stores (run `make demo` first): docs/model-zoo.md.
 zoo: $(STAMP)
-	$(VENV)/bin/seedfield compare -c flows/demo.toml --store $(DEMO_DIR)/seedings.zarr \
+	$(VENV)/bin/seedfield compare -c flows/demo.toml --seedings $(DEMO_DIR)/seedings.zarr \
 		--raw $(DEMO_DIR)/raw.zarr --registry $(DEMO_DIR)/models --start 2010-01-01 --end 2017-12-31 \
 		--json $(DEMO_DIR)/model-zoo.json --markdown docs/model-zoo.md
 
