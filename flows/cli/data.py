@@ -205,5 +205,5 @@ def export(
     except user_errors() as exc:
         fail(exc)
     for name in files:
-        out.print(escape(str(name)), highlight=False)
+        typer.echo(str(name))  # one path per line, never wrapped: scripts read them
     out.print(f"wrote {len(files)} netCDF file(s)")
