@@ -172,7 +172,7 @@ def compare_flow(
     upsampling = int(seeding_params(seedings)["upsampling"])
     land = seedings.read_static("land_mask").astype(bool)
     data_range = config.evaluate.data_range or period_range(raw, test_days, land.shape, land)
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     infer_settings = config.infer.model_copy(update={"tile": None})
     rows: list[dict[str, Any]] = []
     names = list(dict.fromkeys(config.compare.architectures))

@@ -26,7 +26,7 @@ from flows.training_data import FreshSeedings, StoredSeedings
 from pipeline.normalisation import NormStats
 from pipeline.steps import step_label
 from storage.cf import code_version
-from storage.model_registry import ModelRegistry
+from storage.model_registry import ModelRegistry, local_dir
 from storage.seedings_store import seeding_params
 from storage.step_store import StepStore, StoreError
 
@@ -47,11 +47,15 @@ def training_slot(config: SeedfieldConfig, purpose: str) -> contextlib.AbstractC
 
     A lock file beside the registry (:func:`flows.locks.slot`), not a Prefect tag concurrency
     limit: a SIGKILLed training kept such a slot until its lease expired, and a temporary
-    Prefect server never expires it, so every later training hung without a word."""
+    Prefect server never expires it, so every later training hung without a word.
+
+    A registry on an object store keeps this lock in its local cache folder
+    (:func:`storage.model_registry.local_dir`): one training at a time per host. Across hosts,
+    run trainings through a Prefect work pool with concurrency 1."""
     from flows.locks import slot
 
     logger = get_run_logger()
-    return slot(Path(config.stores.registry), "training", purpose, config.split.slot_wait_s,
+    return slot(local_dir(config.stores.registry), "training", purpose, config.split.slot_wait_s,
                 on_wait=lambda message: logger.warning("%s", message))
 
 
@@ -158,7 +162,7 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
         with dask_client(config.dask):
             norm = stream_norm_stats(config, store, train_days, seasonal=config.train.seasonal_norm)
     params = seeding_params(store)
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     with training_slot(config, f"train {model_id}"):
         if registry.stale_workdir(model_id):  # retraining a published id: start afresh, do not resume it
             logger.info("model %s is published; its earlier training's checkpoints are not resumed", model_id)
