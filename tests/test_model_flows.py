@@ -87,6 +87,7 @@ def run_artifacts(flow_run_id, key: str) -> list:
     return sorted(found, key=lambda a: a.created)
 
 
+@pytest.mark.slow
 def test_training_shows_its_progress_and_publishes_its_loss_curve(prepared, capsys):
     cfg, _root = prepared
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 3})})
