@@ -57,7 +57,7 @@ def done_days(config: SeedfieldConfig, days: list[dt.date], model_id: str) -> se
     if not StepStore.exists(path, opts):
         return set()
     out = StepStore(path, opts)
-    model_sha = ModelRegistry(config.stores.registry).fingerprint(model_id)
+    model_sha = ModelRegistry(config.stores.registry, config.stores.storage_options).fingerprint(model_id)
     return {d for d in days if written_by(out.marker(d), model_id, model_sha)}
 
 
@@ -80,7 +80,7 @@ def run_backfill(
         raise ConfigError("config key 'archive.source': not set; the backfill needs the archive")
     cadence = known_cadence(config)
     ranges = chunk_ranges(start, end, chunk_days, cadence)
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     model_id = registry.resolve(model_id)
     status: dict[dt.date, StepOutcome] = {}
     chunk_rows: list[dict[str, Any]] = []

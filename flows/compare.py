@@ -35,6 +35,8 @@ from flows.prepare import stream_norm_stats
 from flows.progress import RunProgress
 from flows.sensornet import train_sensornet_task
 from flows.train import split_days, train_task, training_slot
+from pipeline.plots import loss_curve_png
+from pipeline.secrets import redact_url
 from pipeline.steps import step_label
 from storage.cf import code_version
 from storage.fs import write_bytes_atomic
@@ -172,7 +174,7 @@ def compare_flow(
     upsampling = int(seeding_params(seedings)["upsampling"])
     land = seedings.read_static("land_mask").astype(bool)
     data_range = config.evaluate.data_range or period_range(raw, test_days, land.shape, land)
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     infer_settings = config.infer.model_copy(update={"tile": None})
     rows: list[dict[str, Any]] = []
     names = list(dict.fromkeys(config.compare.architectures))
@@ -211,7 +213,7 @@ def compare_flow(
     }
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        "seedfield_version": code_version(), "seedings_store": seedings.path, "raw_store": raw.path,
+        "seedfield_version": code_version(), "seedings_store": redact_url(seedings.path), "raw_store": redact_url(raw.path),
         "upsampling": upsampling, "train_period": [step_label(train_days[0]), step_label(train_days[-1])],
         "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "test_period": [step_label(test_days[0]), step_label(test_days[-1])],
         "n_train_days": len(train_days), "n_val_days": len(val_days), "n_test_days": len(test_days),
@@ -273,14 +275,15 @@ def _train_and_score(
         raise
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(), "purpose": "seedfield compare",
-        "architecture": name, "seedings_store": seedings.path, "raw_store": raw.path,
+        "architecture": name, "seedings_store": redact_url(seedings.path), "raw_store": redact_url(raw.path),
         "seeding": seeding_params(seedings), "train_period": [step_label(train_days[0]), step_label(train_days[-1])],
         "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "n_train_days": len(train_days),
         "n_val_days": len(val_days), "train": cfg.train.model_dump(mode="json"), "kept_epoch": result["kept_epoch"],
         "train_seconds": round(result["seconds"], 1), "history": result["history"],
         "seedfield_version": code_version(), "compare_key": key, "parameters": result.get("parameters"),
     }
-    registry.publish(model_id, Path(result["kept_checkpoint"]), meta, make_current=False)
+    curve = loss_curve_png(result["history"], f"{model_id} ({name})", result["kept_epoch"])
+    registry.publish(model_id, Path(result["kept_checkpoint"]), meta, make_current=False, files={"loss.png": curve})
     if not cfg.compare.keep_checkpoints:
         registry.drop_workdir(model_id)
     return _score(registry, model_id, name, meta, test_days, seedings, raw, data_range, infer_settings, logger)

@@ -124,7 +124,7 @@ def run_daily(
         raise ConfigError("config key 'archive.source': not set; the daily run needs the archive")
     if preliminary_window < 0:
         raise ConfigError(f"preliminary_window must be ≥ 0, got {preliminary_window}")
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     model_id = registry.resolve(model_id)
     opts = config.stores.storage_options or None
     raw = StepStore(config.stores.raw, opts)

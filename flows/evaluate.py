@@ -73,7 +73,7 @@ def evaluate_flow(
     """Metrics per method (mean over days) to ``json_path``; maps and spectra to ``plots_dir``."""
     logger = get_run_logger()
     opts = config.stores.storage_options or None
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     model_id = registry.resolve(model_id)
     meta = registry.meta(model_id)
     seedings, raw = StepStore(config.stores.seedings, opts), StepStore(config.stores.raw, opts)
@@ -142,7 +142,7 @@ def make_plots(config: SeedfieldConfig, out: Path, rows: list[dict[str, Any]], m
                seedings: StepStore, raw: StepStore, baselines: FittedBaselines | bool = True) -> dict[str, str]:
     """Maps for one day (config evaluate.plot_day, else the first) and the mean spectra."""
     day = parse_step(config.evaluate.plot_day or rows[0]["day"])
-    engine, _ = engine_for(ModelRegistry(config.stores.registry), model_id,
+    engine, _ = engine_for(ModelRegistry(config.stores.registry, config.stores.storage_options), model_id,
                            config.infer.model_copy(update={"device": "cpu"}))
     hr = predict_days(engine, seedings, [day])[0]
     truth, land, fields, s, _ = reconstructions(day, seedings, raw, hr, baselines)

@@ -143,7 +143,7 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
     opts = config.stores.storage_options or None
     seedings = StepStore(config.stores.seedings, opts)
     out = StepStore(config.stores.output, opts)
-    model_sha = ModelRegistry(config.stores.registry).fingerprint(model_id)
+    model_sha = ModelRegistry(config.stores.registry, config.stores.storage_options).fingerprint(model_id)
     todo = []
     results = []
     for day in days:
@@ -157,7 +157,7 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
             todo.append(day)
     if not todo:
         return results
-    engine, _ = engine_for(ModelRegistry(config.stores.registry), model_id, config.infer)
+    engine, _ = engine_for(ModelRegistry(config.stores.registry, config.stores.storage_options), model_id, config.infer)
     params = seeding_params(seedings)
     bin_size, hr_cell = int(params["bin_size"]), int(params["bin_size"]) // int(params["upsampling"])
     to_native = regridder(seedings.path, str(seedings.attrs.get("date_created", "")), hr_cell).to_native
@@ -189,7 +189,7 @@ def infer_flow(
 ) -> dict[str, Any]:
     """Reconstruct every prepared day of [start, end] with ``model_id`` (default: current)."""
     logger = get_run_logger()
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     model_id = registry.resolve(model_id)
     seedings = StepStore(config.stores.seedings, config.stores.storage_options or None)
     if not StepStore.exists(seedings.path, seedings.storage_options):

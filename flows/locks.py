@@ -2,7 +2,8 @@
 
 A lock is a small JSON file ``<store name>.<digest>.<start>.<end>.lock`` in a ``.seedfield-locks``
 folder next to the store (the store's parent directory; for a store on an object store, the
-model registry directory, which is always local). It is created with
+model registry's local folder: the registry itself, or its local cache folder when the registry
+is remote too, :func:`storage.model_registry.local_dir`). It is created with
 ``os.open(O_CREAT | O_EXCL)`` and holds who took it: pid, hostname, process start time, when,
 and what for. Taking a lock on ``[start, end]`` fails with :class:`LockError`, naming the holder,
 when another live lock on the same store overlaps that range; disjoint ranges run side by side.
@@ -40,6 +41,7 @@ import psutil
 
 from pipeline.errors import SeedfieldError
 from storage import fs
+from storage.model_registry import local_dir
 
 LOCK_DIR = ".seedfield-locks"
 GUARD_TIMEOUT_S = 30.0
@@ -242,7 +244,7 @@ def locked(stores: Sequence[str], start: dt.datetime | dt.date, end: dt.datetime
 def pipeline_locks(config: Any, start: dt.datetime | dt.date, end: dt.datetime | dt.date, purpose: str) -> contextlib.AbstractContextManager[list[DayRangeLock]]:
     """Lock days ``start``…``end`` of the raw, seedings and reconstruction stores of ``config``."""
     stores = [config.stores.raw, config.stores.seedings, config.stores.output]
-    return locked(stores, start, end, purpose, fallback_dir=config.stores.registry)
+    return locked(stores, start, end, purpose, fallback_dir=local_dir(config.stores.registry))
 
 
 #: The whole time axis: a slot is a lock that overlaps every other lock of its name.

@@ -19,6 +19,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
 from flows.config import SeedfieldConfig
+from flows.train_progress import SENSORNET_KEY, TrainingProgress, rounded
 from pipeline.sensor_context import cycle_phase, fit_context
 from pipeline.steps import step_label
 from storage.seedings_store import read_sensors
@@ -46,9 +47,12 @@ def load_sequence(seedings: StepStore, first: dt.date, last: dt.date, before: in
 @task(name="train-sensornet", task_run_name="train-{model_id}", tags=[TRAIN_TAG], cache_policy=NONE)
 def train_sensornet_task(
     config: SeedfieldConfig, model_id: str, train_days: list[dt.date], val_days: list[dt.date], workdir: str,
+    show_bar: bool = False,
 ) -> dict[str, Any]:
     """Fit the context and the network on the training steps' sensors; validate at withheld
-    sensors of the validation steps; save one self-contained checkpoint."""
+    sensors of the validation steps; save one self-contained checkpoint. Progress: a bar when
+    ``show_bar``, the artifacts ``train-progress`` and ``train-sensornet-curve`` (a row per
+    validation score, while it trains)."""
     from model.sensornet_fit import fit_sensornet, save
 
     logger = get_run_logger()
@@ -66,17 +70,16 @@ def train_sensornet_task(
     logger.info("sensor context from %d training steps in %.1f s", len(spread), time.perf_counter() - t0)
     device = "cuda" if config.train.device != "cpu" and _cuda() else "cpu"
 
-    def progress(rec: dict[str, float]) -> None:
-        logger.info("iteration %d: train RMSE at withheld sensors %.4f, validation RMSE %.4f, MAE %.4f (%.0f s)",
-                    rec["iteration"], rec["train_rmse"], rec.get("val_rmse", float("nan")),
-                    rec.get("val_mae", float("nan")), rec["seconds"])
-
-    net, history = fit_sensornet(seq, train, val, ctx, cfg, device=device, on_progress=progress)
+    with TrainingProgress(model_id, show_bar, table_key=SENSORNET_KEY, unit="iteration",
+                          description=f"{model_id}: RMSE at withheld sensors") as progress:
+        net, history = fit_sensornet(seq, train, val, ctx, cfg, device=device, on_progress=progress.on_record,
+                                     on_step=progress.on_step)
     seconds = time.perf_counter() - t0
     path = Path(workdir) / "sensornet.pt"
     save(path, net, ctx, cfg, {"model_id": model_id, "context_steps": len(spread)})
-    create_table_artifact([{k2: round(v, 5) if isinstance(v, float) else v for k2, v in h.items()} for h in history],
-                          key="train-sensornet-curve", description=f"{model_id}: RMSE at withheld sensors")
+    # the final table says which scored weights were kept
+    create_table_artifact([rounded(h) for h in history], key=SENSORNET_KEY,
+                          description=f"{model_id}: RMSE at withheld sensors")
     kept = next((h["iteration"] for h in history if h.get("kept")), history[-1]["iteration"])
     return {"kept_checkpoint": str(path), "last_checkpoint": str(path), "kept_epoch": kept,
             "history": history, "seconds": seconds, "processes": 1,

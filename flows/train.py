@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ from flows.config import SeedfieldConfig
 from flows.dask_runtime import dask_client
 from flows.prepare import stream_norm_stats
 from flows.sensornet import train_sensornet_task
+from flows.train_progress import EPOCHS_KEY, TrainingProgress, rounded, want_bar
 from flows.training_data import FreshSeedings, StoredSeedings
 from pipeline.normalisation import NormStats
+from pipeline.plots import loss_curve_png
+from pipeline.secrets import redact_url
 from pipeline.steps import step_label
 from storage.cf import code_version
-from storage.model_registry import ModelRegistry
+from storage.model_registry import ModelRegistry, local_dir
 from storage.seedings_store import seeding_params
 from storage.step_store import StepStore, StoreError
 
@@ -47,11 +51,15 @@ def training_slot(config: SeedfieldConfig, purpose: str) -> contextlib.AbstractC
 
     A lock file beside the registry (:func:`flows.locks.slot`), not a Prefect tag concurrency
     limit: a SIGKILLed training kept such a slot until its lease expired, and a temporary
-    Prefect server never expires it, so every later training hung without a word."""
+    Prefect server never expires it, so every later training hung without a word.
+
+    A registry on an object store keeps this lock in its local cache folder
+    (:func:`storage.model_registry.local_dir`): one training at a time per host. Across hosts,
+    run trainings through a Prefect work pool with concurrency 1."""
     from flows.locks import slot
 
     logger = get_run_logger()
-    return slot(Path(config.stores.registry), "training", purpose, config.split.slot_wait_s,
+    return slot(local_dir(config.stores.registry), "training", purpose, config.split.slot_wait_s,
                 on_wait=lambda message: logger.warning("%s", message))
 
 
@@ -93,9 +101,13 @@ def _sources(config: SeedfieldConfig, train_days: list[dt.date], val_days: list[
 @task(name="train-model", task_run_name="train-{model_id}", tags=[TRAIN_TAG], cache_policy=NONE)
 def train_task(
     config: SeedfieldConfig, model_id: str, train_days: list[dt.date], val_days: list[dt.date],
-    norm: NormStats, upsampling: int, workdir: str,
+    norm: NormStats, upsampling: int, workdir: str, show_bar: bool = False,
 ) -> dict[str, Any]:
-    """Train in this process, or under torchrun (DDP) when several processes are asked for."""
+    """Train in this process, or under torchrun (DDP) when several processes are asked for.
+
+    In this process the training shows its progress (:class:`flows.train_progress.TrainingProgress`):
+    a bar when ``show_bar``, the progress artifact ``train-progress`` and the table artifact
+    ``train-epochs`` gaining a row per epoch. Under torchrun only the table, at the end."""
     from model.data import SparseFieldDataset
     from model.trainer import Trainer
 
@@ -115,22 +127,21 @@ def train_task(
         logger.info("launching DDP training: %s", " ".join(cmd))
         subprocess.run(cmd, check=True)
         result = json.loads((Path(workdir) / "result.json").read_text())
+        # torchrun's ranks draw no bar: the table of epochs comes at the end
+        create_table_artifact([rounded(h) for h in result["history"]], key=EPOCHS_KEY,
+                              description=f"per-epoch losses of {model_id}")
     else:
-        def on_epoch(rec: Any) -> None:
-            logger.info(
-                "epoch %d: train content %.4f adv %.4f D %.4f | val content %.4f | %.1f s, %.1f samples/s",
-                rec.epoch, rec.train_content, rec.train_adversarial, rec.train_d, rec.val_content,
-                rec.seconds, rec.samples_per_s,
+        with TrainingProgress(model_id, show_bar) as progress:
+            trainer = Trainer(
+                config.train,
+                SparseFieldDataset(train_src, mnorm, time_features=config.train.time_features),
+                SparseFieldDataset(val_src, mnorm, time_features=config.train.time_features),
+                mnorm, Path(workdir), upsampling=upsampling, extra_meta={"model_id": model_id},
+                on_epoch=lambda rec: progress.on_record(asdict(rec)), on_progress=progress.on_step,
             )
-
-        trainer = Trainer(
-            config.train,
-            SparseFieldDataset(train_src, mnorm, time_features=config.train.time_features),
-            SparseFieldDataset(val_src, mnorm, time_features=config.train.time_features),
-            mnorm, Path(workdir), upsampling=upsampling,
-            extra_meta={"model_id": model_id}, on_epoch=on_epoch,
-        )
-        res = trainer.fit()
+            for rec in trainer.history:  # a resumed training's earlier epochs
+                progress.rows.append(rounded(asdict(rec)))
+            res = trainer.fit()
         result = {
             "kept_checkpoint": str(res.kept_checkpoint), "last_checkpoint": str(res.last_checkpoint),
             "kept_epoch": res.kept_epoch, "history": [vars(r) for r in res.history],
@@ -142,9 +153,13 @@ def train_task(
 
 
 @flow(name="train", flow_run_name="train-{model_id}")
-def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, model_id: str | None = None) -> dict[str, Any]:
-    """Train on the prepared days of [start, end] (last 20 % validate) and publish the model."""
+def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date, model_id: str | None = None,
+               progress_bar: bool | None = None) -> dict[str, Any]:
+    """Train on the prepared days of [start, end] (last 20 % validate) and publish the model, with
+    its loss curve (``loss.png``). ``progress_bar``: a bar on the console (default: when it is
+    a terminal)."""
     logger = get_run_logger()
+    show_bar = want_bar(progress_bar)
     model_id = model_id or ModelRegistry.new_id(config.train.architecture)
     store = StepStore(config.stores.seedings, config.stores.storage_options or None)
     if not StepStore.exists(store.path, store.storage_options):
@@ -158,19 +173,20 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
         with dask_client(config.dask):
             norm = stream_norm_stats(config, store, train_days, seasonal=config.train.seasonal_norm)
     params = seeding_params(store)
-    registry = ModelRegistry(config.stores.registry)
+    registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     with training_slot(config, f"train {model_id}"):
         if registry.stale_workdir(model_id):  # retraining a published id: start afresh, do not resume it
             logger.info("model %s is published; its earlier training's checkpoints are not resumed", model_id)
             registry.drop_workdir(model_id)
         workdir = registry.workdir(model_id)
         if config.train.architecture == "sensornet":
-            result = train_sensornet_task(config, model_id, train_days, val_days, str(workdir))
+            result = train_sensornet_task(config, model_id, train_days, val_days, str(workdir), show_bar)
         else:
-            result = train_task(config, model_id, train_days, val_days, norm, int(params["upsampling"]), str(workdir))
+            result = train_task(config, model_id, train_days, val_days, norm, int(params["upsampling"]), str(workdir),
+                                show_bar)
     meta = {
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        "seedings_store": store.path, "raw_store": config.stores.raw,
+        "seedings_store": redact_url(store.path), "raw_store": redact_url(config.stores.raw),
         "seeding": params, "train_period": [step_label(train_days[0]), step_label(train_days[-1])],
         "val_period": [step_label(val_days[0]), step_label(val_days[-1])], "n_train_days": len(train_days),
         "n_val_days": len(val_days), "train": config.train.model_dump(mode="json"),
@@ -179,16 +195,16 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
         "kept_epoch": result["kept_epoch"], "train_seconds": round(result["seconds"], 1),
         "processes": result["processes"], "history": result["history"], "seedfield_version": code_version(),
     }
-    path = registry.publish(model_id, Path(result["kept_checkpoint"]), meta)
-    rows = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in result["history"]]
-    create_table_artifact(rows, key="train-epochs", description=f"per-epoch losses of {model_id}")
+    curve = loss_curve_png(result["history"], f"{model_id} ({config.train.architecture})", result["kept_epoch"])
+    path = registry.publish(model_id, Path(result["kept_checkpoint"]), meta, files={"loss.png": curve})
     create_markdown_artifact(
         f"## Model `{model_id}`\n\nTrained on {len(train_days)} days ({train_days[0]} … {train_days[-1]}), "
         f"validated on {len(val_days)} ({val_days[0]} … {val_days[-1]}) in {result['seconds']:.0f} s "
         f"on {result['processes']} process(es).\n\nKept epoch {result['kept_epoch']} "
-        f"(the checkpoint before the validation loss first rose). Published to `{path}`.",
+        f"(the checkpoint before the validation loss first rose). Published to `{redact_url(path)}`, "
+        f"with its loss curve `loss.png` beside it.",
         key="train-summary",
     )
-    logger.info("published %s (epoch %s) to %s", model_id, result["kept_epoch"], path)
-    return {"model_id": model_id, "checkpoint": str(path), "kept_epoch": result["kept_epoch"],
+    logger.info("published %s (epoch %s) to %s", model_id, result["kept_epoch"], redact_url(path))
+    return {"model_id": model_id, "checkpoint": redact_url(path), "kept_epoch": result["kept_epoch"],
             "seconds": result["seconds"], "history": result["history"]}

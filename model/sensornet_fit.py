@@ -39,10 +39,14 @@ FORMAT = "seedfield-sensornet-1"
 def fit_sensornet(
     seq: SensorSequence, train: Sequence[int], val: Sequence[int], ctx: SensorContext, cfg: SensorNetConfig,
     device: str = "cpu", on_progress: Callable[[dict[str, float]], None] | None = None,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> tuple[SensorNet, list[dict[str, float]]]:
     """Train on the centre steps ``train`` (positions in ``seq``), score ``val`` every
     ``cfg.val_every`` iterations at withheld sensors; returns the kept net and the curve (its
     record of the kept weights says ``"kept": True``; iteration 0 is the untrained net).
+    ``on_progress`` gets each record of the curve as it is scored; ``on_step`` is called after
+    every iteration with (iteration, iterations planned, ``{"train_rmse": running RMSE}``), for
+    progress bars.
     Only sensor lists are read: a step's cells without sensors are never looked at."""
     usable = [t for t in train if np.asarray(seq.sensors[t][0]).size >= 4]
     if not usable:
@@ -81,6 +85,8 @@ def fit_sensornet(
         if averaged is not None:
             averaged.update_parameters(net)
         running = loss.item() if it == 1 else 0.9 * running + 0.1 * loss.item()
+        if on_step is not None:
+            on_step(it, cfg.iterations, {"train_rmse": float(np.sqrt(running)) * ctx.std})
         if it % cfg.val_every == 0 or it == cfg.iterations:
             kept = net if averaged is None else averaged.module
             rec = {"iteration": it, "train_rmse": float(np.sqrt(running)) * ctx.std,

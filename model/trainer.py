@@ -19,7 +19,10 @@ epoch's randomness does not depend on the epochs before it and a resumed run rep
 what an uninterrupted one would (bit-identical on CPU). The global torch RNG state is stored in
 every checkpoint and restored on resume too.
 
-Checkpoints go to ``workdir``: ``epoch-NNNN.pt`` every ``checkpoint_every`` epochs and at the
+Progress: ``on_epoch`` gets every epoch's record, ``on_progress`` every batch's step count and
+loss (rank 0), plain callbacks for whoever draws bars (the model room knows nothing of Prefect).
+
+Checkpoints (:mod:`model.trainer_checkpoints`: writing, resuming, the kept choice) go to ``workdir``: ``epoch-NNNN.pt`` every ``checkpoint_every`` epochs and at the
 last epoch, and ``last.pt`` after every epoch (weights, optimizer states, history, RNG states).
 If ``workdir/last.pt`` exists, :class:`Trainer` resumes from it.
 
@@ -50,15 +53,10 @@ validated and published at the data's factor.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import math
 import os
-import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +66,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from model import distributed as mdist
-from model.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from model.config import TrainConfig
 from model.data import Normalisation, SparseFieldDataset
-from model.interpolation import interpolate_checkpoints
 from model.losses import (
     adversarial_bce,
     discriminator_loss,
@@ -82,10 +78,18 @@ from model.losses import (
     relativistic_d_loss,
     relativistic_g_loss,
 )
+from model.trainer_checkpoints import (
+    LAST,
+    CheckpointsMixin,
+    EpochRecord,
+    TrainResult,
+    select_kept_epoch,
+)
 from model.zoo import build_discriminator, build_generator, recipe
 
 __all__ = [
     "EpochRecord",
+    "ProgressHook",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -94,67 +98,13 @@ __all__ = [
     "select_kept_epoch",
 ]
 
-LAST = "last.pt"
-KEPT = "kept.pt"
-PSNR = "psnr.pt"
-GAN = "gan.pt"
-
-
-@dataclass
-class EpochRecord:
-    """One epoch's numbers. Losses are means over the epoch's batches (all ranks);
-    ``samples_per_s`` counts training samples over the training part of the epoch (all ranks),
-    ``seconds`` is the epoch's training plus validation (checkpoint writing excluded)."""
-
-    epoch: int
-    train_content: float
-    train_adversarial: float
-    train_d: float
-    val_content: float
-    seconds: float
-    samples_per_s: float
-    train_perceptual: float = 0.0
-
-
-@dataclass
-class TrainResult:
-    kept_checkpoint: Path
-    last_checkpoint: Path
-    history: list[EpochRecord]
-    kept_epoch: int
-    interpolation_alpha: float | None = None
-
-
-def select_kept_epoch(val_losses: Sequence[tuple[int, float]]) -> int:
-    """Reference early-stopping rule over (epoch, validation loss) at the checkpoint epochs, in
-    epoch order: the epoch just before the loss first rises; the last epoch if it never rises.
-    A NaN loss counts as +inf (a diverged run rises)."""
-    if not val_losses:
-        raise ValueError("no checkpoint epochs to choose from")
-    ordered = sorted(val_losses, key=lambda t: t[0])
-
-    def value(v: float) -> float:
-        return math.inf if math.isnan(v) else v
-
-    for (prev_epoch, prev), (_, cur) in itertools.pairwise(ordered):
-        if value(cur) > value(prev):
-            return prev_epoch
-    return ordered[-1][0]
+#: called after every training batch (on rank 0): (steps done, steps planned, numbers); the
+#: numbers are ``epoch``, ``batch``, ``batches`` (of this epoch) and ``loss`` (this batch's content loss)
+ProgressHook = Callable[[int, int, dict[str, float]], None]
 
 
 def _stream_seed(*words: int) -> int:
     return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0])
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -167,7 +117,7 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class Trainer:
+class Trainer(CheckpointsMixin):
     """Trains a generator/discriminator pair on sparse fields (see the module docstring).
 
     Args:
@@ -178,6 +128,8 @@ class Trainer:
         upsampling: HR/LR scale factor (power of two).
         extra_meta: JSON-able metadata stored in every checkpoint (e.g. the model id).
         on_epoch: called with each epoch's :class:`EpochRecord` (on every rank).
+        on_progress: called after every training batch on rank 0 (:data:`ProgressHook`), for
+            progress bars; steps count from the first epoch, so a resumed run starts part-way.
     """
 
     def __init__(
@@ -190,6 +142,7 @@ class Trainer:
         upsampling: int,
         extra_meta: dict[str, Any] | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
+        on_progress: ProgressHook | None = None,
     ) -> None:
         for name, ds in (("train", train), ("val", val)):
             tf = getattr(ds, "time_features", config.time_features)
@@ -206,6 +159,7 @@ class Trainer:
         self.upsampling = int(upsampling)
         self.extra_meta = dict(extra_meta or {})
         self.on_epoch = on_epoch
+        self.on_progress = on_progress
         self.distributed = mdist.is_distributed()
         self.rank = mdist.rank()
         self.world_size = mdist.world_size()
@@ -272,55 +226,6 @@ class Trainer:
                 # batch-norm buffers between them would break autograd (the stats stay per rank)
                 self.d_train = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids,
                                                                    broadcast_buffers=False)
-
-    # ------------------------------------------------------------------ resume / checkpoints
-    def _resume(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location="cpu", with_discriminator=self.discriminator is not None)
-        want = self.generator.constructor_args()
-        if ckpt.generator.constructor_args() != want:
-            raise ValueError(
-                f"{path}: resuming needs the same architecture; the checkpoint holds "
-                f"{ckpt.generator.constructor_args()}, this config builds {want} "
-                "(use a new workdir)"
-            )
-        if not ckpt.norm.equals(self.norm):
-            raise ValueError(f"{path}: the normalisation statistics differ from this run's "
-                             "(use a new workdir)")
-        raw = ckpt.raw
-        self.generator.load_state_dict(raw["generator"]["state_dict"])
-        if self.discriminator is not None:
-            self.discriminator.load_state_dict(raw["discriminator"]["state_dict"])
-        if raw.get("g_optimizer") is not None:
-            self.g_optimizer.load_state_dict(raw["g_optimizer"])
-        if raw.get("d_optimizer") is not None and self.d_optimizer is not None:
-            self.d_optimizer.load_state_dict(raw["d_optimizer"])
-        self.start_epoch = ckpt.epoch
-        self.history = [EpochRecord(**h) for h in ckpt.history]
-        self.checkpoint_epochs = [int(e) for e in ckpt.extra.get("checkpoint_epochs", [])]
-        restore_rng(raw.get("rng", {}))
-        self.resumed = True
-
-    def _checkpoint_path(self, epoch: int) -> Path:
-        return self.workdir / f"epoch-{epoch:04d}.pt"
-
-    def _save(self, epoch: int, numbered: bool) -> None:
-        if numbered and epoch not in self.checkpoint_epochs:
-            self.checkpoint_epochs.append(epoch)
-        if not self.is_main:
-            return
-        extra = {**self.extra_meta, "upsampling": self.upsampling, "architecture": self.recipe.architecture,
-                 "recipe": asdict(self.recipe), "checkpoint_epochs": list(self.checkpoint_epochs)}
-        target = self._checkpoint_path(epoch) if numbered else self.workdir / LAST
-        save_checkpoint(
-            target, generator=self.generator, discriminator=self.discriminator,
-            g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer, epoch=epoch, norm=self.norm,
-            config=self.config.model_dump(mode="json"), history=[asdict(r) for r in self.history],
-            extra=extra,
-        )
-        if numbered:
-            _atomic_copy(target, self.workdir / LAST)
-        if self.recipe.interpolation_alpha is not None and epoch == self.config.pretrain_epochs:
-            _atomic_copy(self.workdir / LAST, self.workdir / PSNR)  # the PSNR-oriented generator
 
     # ------------------------------------------------------------------ loops
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -421,9 +326,12 @@ class Trainer:
             self.g_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.g_optimizer.step()
-            sums += torch.tensor([float(content.detach()), adv_value, d_total, perc_value, 1.0],
-                                 dtype=torch.float64)
+            content_value = float(content.detach())
+            sums += torch.tensor([content_value, adv_value, d_total, perc_value, 1.0], dtype=torch.float64)
             n_samples += lr.shape[0]
+            if self.on_progress is not None and self.is_main:
+                self.on_progress((epoch - 1) * per_epoch + b + 1, cfg.epochs * per_epoch,
+                                 {"epoch": epoch, "batch": b + 1, "batches": per_epoch, "loss": content_value})
         if self.cuda:
             torch.cuda.synchronize(self.device)
         train_seconds = time.perf_counter() - t0
@@ -481,29 +389,3 @@ class Trainer:
             if self.on_epoch is not None:
                 self.on_epoch(record)
         return self._finish()
-
-    def _finish(self) -> TrainResult:
-        if not self.checkpoint_epochs:
-            raise RuntimeError(f"{self.workdir}: no checkpoint written (0 epochs trained)")
-        val_by_epoch = {r.epoch: r.val_content for r in self.history}
-        candidates = [(e, val_by_epoch[e]) for e in self.checkpoint_epochs if e in val_by_epoch]
-        alpha = self.recipe.interpolation_alpha
-        gan_phase = [c for c in candidates if c[0] > self.config.pretrain_epochs]
-        interpolate = alpha is not None and bool(gan_phase) and (self.workdir / PSNR).exists()
-        if interpolate:  # the GAN checkpoint to blend with the PSNR model
-            candidates = gan_phase
-        if self.config.early_stopping:
-            kept_epoch = select_kept_epoch(candidates)
-        else:
-            kept_epoch = max(e for e, _ in candidates)
-        kept = self.workdir / KEPT
-        if self.is_main:
-            if interpolate:
-                _atomic_copy(self._checkpoint_path(kept_epoch), self.workdir / GAN)
-                interpolate_checkpoints(self.workdir / PSNR, self.workdir / GAN, float(alpha), kept)  # type: ignore[arg-type]
-            else:
-                _atomic_copy(self._checkpoint_path(kept_epoch), kept)
-        mdist.barrier()
-        return TrainResult(kept_checkpoint=kept, last_checkpoint=self.workdir / LAST,
-                           history=list(self.history), kept_epoch=kept_epoch,
-                           interpolation_alpha=alpha if interpolate else None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -94,3 +96,44 @@ def spectra_plot(path: Path, title: str, spectra: Mapping[str, tuple[np.ndarray,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+#: the curves a training history may hold, as (key, label): the zoo trainer's per epoch,
+#: SensorNet's per validation score
+LOSS_CURVES = (
+    ("train_content", "train content"), ("val_content", "validation content"),
+    ("train_adversarial", "train adversarial"), ("train_d", "discriminator"),
+    ("train_perceptual", "train perceptual"),
+    ("train_rmse", "train RMSE (withheld sensors)"), ("val_rmse", "validation RMSE"), ("val_mae", "validation MAE"),
+)
+
+
+def loss_curve_png(history: Sequence[Mapping[str, Any]], title: str, kept: float | None = None) -> bytes:
+    """The training curves of ``history`` (records with ``epoch`` or ``iteration``) as PNG bytes,
+    a log axis when every value is positive, the kept epoch/iteration marked."""
+    x_key = "epoch" if any("epoch" in r for r in history) else "iteration"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    positive = True
+    for key, label in LOSS_CURVES:
+        points = [(float(r[x_key]), float(r[key])) for r in history
+                  if key in r and r.get(x_key) is not None and r[key] is not None and np.isfinite(float(r[key]))]
+        if not points or all(v == 0.0 for _, v in points):
+            continue
+        positive = positive and all(v > 0 for _, v in points)
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, markersize=3, label=label)
+    if kept is not None:
+        ax.axvline(float(kept), color="grey", linestyle="--", linewidth=1, label=f"kept ({x_key} {kept:g})")
+    if positive and ax.lines:
+        ax.set_yscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -72,6 +72,52 @@ def test_train_publishes_a_self_contained_model(prepared):
         registry.resolve("nope")
 
 
+def run_artifacts(flow_run_id, key: str) -> list:
+    """Every version of the artifact ``key`` that the flow run (or its tasks) created, oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=ArtifactFilterKey(any_=[key])))
+    return sorted(found, key=lambda a: a.created)
+
+
+@pytest.mark.slow
+def test_training_shows_its_progress_and_publishes_its_loss_curve(prepared, capsys):
+    cfg, _root = prepared
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 3})})
+    state = train_flow(cfg, START, START + dt.timedelta(days=15), model_id="tiny-progress", progress_bar=True,
+                       return_state=True)
+    assert state.is_completed()
+    run_id = state.state_details.flow_run_id
+    batches = -(-13 // cfg.train.batch_size)  # 13 training days, a batch of 4: 4 steps an epoch
+    # the bar: every step, the epoch and the loss, on the console
+    shown = capsys.readouterr().out
+    assert "train tiny-progress" in shown and f"{3 * batches}/{3 * batches}" in shown and "epoch 3" in shown
+    # the progress artifact reached 100 %
+    progress, = run_artifacts(run_id, "train-progress")
+    assert progress.type == "progress" and float(progress.data) == 100.0
+    # the table artifact gained a row per epoch while it trained: one version per epoch
+    versions = run_artifacts(run_id, "train-epochs")
+    rows = [json.loads(v.data) for v in versions]
+    assert [len(r) for r in rows] == [1, 2, 3]
+    assert [r["epoch"] for r in rows[-1]] == [1, 2, 3] and all(r["val_content"] > 0 for r in rows[-1])
+    # the loss curve, a real PNG, beside the published model
+    registry = ModelRegistry(cfg.stores.registry)
+    png = registry.read_file("tiny-progress", "loss.png")
+    assert png is not None and png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert png[12:16] == b"IHDR" and width >= 300 and height >= 200
+    assert registry.meta("tiny-progress")["files"] == ["loss.png"]
+    if "tiny-1" in registry.list():  # the other tests infer with the model they trained
+        registry.set_current("tiny-1")
+
+
 def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
     cfg, root = prepared
     if ModelRegistry(cfg.stores.registry).current() is None:

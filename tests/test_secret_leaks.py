@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,37 +15,13 @@ import pytest
 
 from tests.helpers_archive import serve_directory
 from tests.helpers_flows import SMALL_REGION, write_toml
+from tests.helpers_s3 import S3_KEY as KEY
+from tests.helpers_s3 import S3_SECRET as SECRET
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "Pw-SENTINEL-7c1e"
-KEY = "AKIASENTINEL0000001"
-SECRET = "Sk-SENTINEL-93ab"
 SENTINELS = (PASSWORD, KEY, SECRET)
 DAYS = [dt.date(2015, 3, 1) + dt.timedelta(days=i) for i in range(3)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def s3_endpoint():
-    """A real S3 API (moto's server) on a free local port, with one bucket."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=url, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
-                          region_name="us-east-1")
-    client.create_bucket(Bucket="leaktest")
-    try:
-        yield url, client
-    finally:
-        server.stop()
 
 
 def _found(blob: bytes | str, where: str) -> list[str]:

@@ -50,6 +50,7 @@ def test_sensornet_trains_infers_and_is_scored_through_the_flows(tmp_path, dask_
     assert meta["sensornet"]["window"] == "centred" and meta["parameters"] > 0
     assert meta["train_period"] == ["2019-03-01T00", "2019-03-02T04"]  # 29 of 36 hours train, 7 validate
     assert all(np.isfinite(h["val_rmse"]) for h in meta["history"])
+    assert ModelRegistry(cfg.stores.registry).read_file("sn-1", "loss.png").startswith(b"\x89PNG\r\n\x1a\n")
     engine = load_engine(trained["checkpoint"])
     assert engine.cfg.window == "centred" and engine.reach == (2, 2)  # the window travels with the model
 

@@ -87,10 +87,17 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(uninterrupted, tmp_pat
     with pytest.raises(Killed):
         make_trainer(tmp_path, on_epoch=kill_after_two).fit()
     assert not (tmp_path / "epoch-0003.pt").exists()
-    resumed = make_trainer(tmp_path)
+    steps: list[tuple[int, int, dict[str, float]]] = []
+    resumed = make_trainer(tmp_path, on_progress=lambda done, total, numbers: steps.append((done, total, numbers)))
     assert resumed.resumed and resumed.start_epoch == 2
     res = resumed.fit()
     assert [r.epoch for r in res.history] == [1, 2, 3, 4]
+    # progress: every batch of epochs 3 and 4, counted from the start of the whole training
+    per_epoch = math.ceil(len(TRAIN) / CONFIG.batch_size)
+    assert [s[0] for s in steps] == list(range(2 * per_epoch + 1, 4 * per_epoch + 1))
+    assert {s[1] for s in steps} == {4 * per_epoch}
+    assert [s[2]["epoch"] for s in steps] == [3] * per_epoch + [4] * per_epoch
+    assert all(math.isfinite(s[2]["loss"]) and s[2]["batches"] == per_epoch for s in steps)
     a = load_checkpoint(result.last_checkpoint, with_discriminator=True)
     b = load_checkpoint(res.last_checkpoint, with_discriminator=True)
     for name in ("generator", "discriminator"):
