@@ -26,7 +26,8 @@ from storage.model_registry import ModelRegistry
 from tests.helpers_flows import SMALL_REGION, write_toml
 from tests.test_crash_safety import COMMAND, KILLER, _chunks_and_markers, run_killed
 
-pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow,
+              pytest.mark.timeout(1800)]  # each kills and re-runs commands many times: 5–10 min on 2 cores
 START = dt.date(2020, 1, 1)
 N_DAYS = 12
 TRAIN_END = START + dt.timedelta(days=8)
