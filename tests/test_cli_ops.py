@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,36 @@ def test_models_list_show_promote_and_status_of_a_reconstruction(tmp_path, dask_
     assert report["step"] == "1h" and report["counts"]["ok"] == 12
     assert {"first": "2019-03-02T12", "last": "2019-03-02T23", "status": "ok", "preliminary": False,
             "count": 12} in report["runs"]
+
+
+BUGGY_BACKFILL = """
+import sys
+import flows.backfill
+def _buggy(*args, **kwargs):
+    raise ValueError("an internal bug, not the user's input")
+flows.backfill.run_backfill = _buggy
+from flows.cli import main
+sys.argv = ["seedfield", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_an_unexpected_error_exits_1_with_its_traceback_not_as_bad_input(tmp_path):
+    """A bug (here a ValueError raised inside the backfill's body) is not the user's mistake: exit
+    1 with the traceback, never the one-line exit 2 that bad input gets."""
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    args = ["backfill", "--start", "2020-01-01", "--end", "2020-01-02", "--archive", str(tmp_path / "archive"),
+            "--raw", str(tmp_path / "raw.zarr"), "--seedings", str(tmp_path / "s.zarr"),
+            "--output", str(tmp_path / "o.zarr"), "--registry", str(tmp_path / "models")]
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", BUGGY_BACKFILL, *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" in proc.stderr and "an internal bug" in proc.stderr

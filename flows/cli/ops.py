@@ -106,7 +106,7 @@ def backfill(
         from flows.backfill import backfill_flow
 
         result = run(backfill_flow, cfg, *period(start, end), chunk_days, force, model, progress_bar=True)
-    except (*user_errors(), ValueError) as exc:
+    except user_errors() as exc:  # not ValueError: a bug must not look like bad input (exit 1)
         fail(exc)
     counts = ", ".join(f"{k} {v}" for k, v in result["summary"].items() if v)
     skipped = sum(1 for c in result["chunks"] if str(c["outcome"]).startswith("skipped"))
