@@ -273,3 +273,15 @@ def test_an_unexpected_error_exits_1_with_its_traceback_not_as_bad_input(tmp_pat
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" in proc.stderr and "an internal bug" in proc.stderr
+
+
+def test_serve_without_a_prefect_server_is_one_line_exit_2(tmp_path):
+    """docs/operations.md: `serve` needs a real server; without PREFECT_API_URL it says how to
+    start one instead of serving into a temporary server that has no scheduler."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "serve"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: PREFECT_API_URL is not set") and "make server" in lines[0]
