@@ -22,6 +22,7 @@ The rules (docs/architecture.md, "Storage"):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -205,12 +206,21 @@ class StepStore:
     def record_run(self, what: str) -> None:
         """After a run that changed the store: append a line to ``history`` and set the ACDD time
         coverage (and ``date_modified``) to the committed steps. Called once per run by the flow
-        (one process), never by the per-step writers, so attribute writes never race."""
+        (one process), never by the per-step writers, so attribute writes never race. Nothing is
+        written when the commit markers are what they were at the last recorded run."""
         attrs = self.attrs
+        markers = self.markers()
+        # a run that changed no marker (an unchanged re-run, a failure reported again) changes no byte
+        digest = hashlib.sha256(json.dumps(
+            {step_label(d): {k: v for k, v in m.items() if k != "written_at"} for d, m in sorted(markers.items())},
+            sort_keys=True, default=str).encode()).hexdigest()
+        if attrs.get("seedfield_markers_sha256") == digest:
+            return
         self.group.attrs.update({
             "history": cf.append_history(attrs.get("history"), what),
             "date_modified": cf.utc_now(),
-            **cf.time_coverage_attrs(self.cadence, self.committed_steps()),
+            "seedfield_markers_sha256": digest,
+            **cf.time_coverage_attrs(self.cadence, sorted(d for d, m in markers.items() if m.get("status") == "ok")),
         })
         self.consolidate()
 
