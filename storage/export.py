@@ -52,7 +52,7 @@ def export_netcdf(
     if not steps:
         return []
     ds = xr.open_zarr(store_path, consolidated=False, storage_options=storage_options)
-    position = {s: i for i, s in enumerate(store.steps)}
+    position = {s: i for i, s in enumerate(axis)}  # the time axis read once
     stem = os.path.basename(str(store_path).rstrip("/")).removesuffix(".zarr") or "seedfield"
     single = per == "all" and out.endswith(".nc")
     if not single:
