@@ -127,7 +127,9 @@ def seeding_params(store: StepStore) -> dict[str, Any]:
 def write_norm_stats(store: StepStore, arrays: Mapping[str, np.ndarray], period: tuple[dt.date, dt.date], n_days: int) -> None:
     """Store the normalisation statistics and the period they cover."""
     for name in NORM_VARIABLES:
-        store.group[name][...] = np.asarray(arrays[name], dtype="float32")
+        values = np.asarray(arrays[name], dtype="float32")
+        if not np.array_equal(store.group[name][...], values, equal_nan=True):  # unchanged: no byte written
+            store.group[name][...] = values
     store.update_attrs(
         norm_period_start=step_label(period[0]), norm_period_end=step_label(period[1]), norm_n_days=int(n_days)
     )

@@ -51,6 +51,22 @@ class StoreError(Exception):
     """A store cannot be created, opened or written as asked. The message names the store."""
 
 
+def _same_attr(stored: Any, value: Any) -> bool:
+    """Whether an attribute already stored (as JSON) equals ``value`` once written as JSON."""
+    try:
+        return json.loads(json.dumps(stored, default=str)) == json.loads(json.dumps(value, default=_json_default))
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
 def creating_note(path: str) -> str:
     """Where :meth:`StepStore.create` notes that it is creating the store at ``path``."""
     return str(path).rstrip("/") + CREATING
@@ -192,7 +208,13 @@ class StepStore:
         return dict(self.group.attrs)
 
     def update_attrs(self, **attrs: Any) -> None:
-        self.group.attrs.update(redact_options(attrs))
+        """Set attributes; writes nothing when they already have these values, so an
+        unchanged re-run changes no byte of ``zarr.json``."""
+        attrs = redact_options(attrs)
+        current = self.attrs
+        if all(k in current and _same_attr(current[k], v) for k, v in attrs.items()):
+            return
+        self.group.attrs.update(attrs)
         self.consolidate()
 
     def consolidate(self) -> None:
