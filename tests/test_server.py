@@ -52,6 +52,22 @@ def artifacts(client: Any, flow_run_id: Any, key: str) -> list[Any]:
         flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=ArtifactFilterKey(any_=[key])))
 
 
+def _rebin_rmse(cfg: Any, day: dt.date) -> float:
+    """The re-binning QA of a stored day, recomputed by hand: the reconstruction's block means
+    over the seeded LR bins against the sensors' bin means (land cells left out of the blocks)."""
+    import numpy as np
+
+    recon = StepStore(cfg.stores.output).read_step(day, ["sst"])["sst"].astype("float64")
+    seeded = StepStore(cfg.stores.seedings).read_step(day, ["lr_mean", "lr_count"])
+    f = cfg.seeding.bin_size
+    ny, nx = seeded["lr_mean"].shape
+    blocks = recon[: ny * f, : nx * f].reshape(ny, f, nx, f)
+    with np.errstate(invalid="ignore"):
+        means = np.nanmean(blocks, axis=(1, 3))
+    use = (seeded["lr_count"] > 0) & np.isfinite(means) & np.isfinite(seeded["lr_mean"])
+    return float(np.sqrt(np.mean((means - seeded["lr_mean"])[use] ** 2)))
+
+
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory, dask_cluster, prefect_server):
     """A regional archive whose last two days are preliminary files, and a tiny published model."""
@@ -110,6 +126,9 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
         rows = json.loads(table.data)
         assert [r["day"] for r in rows] == result["qa_flagged"]
         assert all(r["qa"].startswith("ABOVE") and r["status"] == "ok" for r in rows)
+        # the QA numbers are the re-binning check recomputed here from the stores themselves
+        assert [r["qa_rebin_rmse"] for r in rows] == pytest.approx(
+            [_rebin_rmse(cfg, dt.date.fromisoformat(r["day"])) for r in rows], abs=5e-6)  # shown to 5 decimals
         assert rows[0]["preliminary"] is False and rows[1]["preliminary"] is True
         # QA without truth: cubic scored at withheld real sensors (an LR-bin model cannot be)
         assert all(0 < r["qa_cv_cubic_rmse"] < 5 and r["qa_cv_model_rmse"] is None for r in rows)
@@ -119,6 +138,15 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
         assert png.startswith(b"\x89PNG") and 5_000 < len(png) <= 200_000
         (summary,) = artifacts(client, run_id, "daily-summary")
         assert str(DAYS[6]) in summary.data
+
+    # a threshold between the two days' values flags the worse day and passes the other
+    # (unchanged re-runs of each day: the QA comes from the stored day's marker)
+    low, high = sorted(rows, key=lambda r: r["qa_rebin_rmse"])
+    assert low["qa_rebin_rmse"] < high["qa_rebin_rmse"]
+    middle = (low["qa_rebin_rmse"] + high["qa_rebin_rmse"]) / 2
+    for row, flagged in ((high, [high["day"]]), (low, [])):
+        again = daily_flow(cfg, dt.date.fromisoformat(row["day"]), qa_threshold=middle)
+        assert again["ok"] and again["days"][0]["status"] == "unchanged" and again["qa_flagged"] == flagged
 
     # a day whose file is not in the archive: the run ends Failed (not a green Completed) naming
     # it, and the command exits 2 when nothing else was done, saying which day is missing
@@ -253,7 +281,9 @@ def test_served_daily_deployment_runs_from_its_schedule_time_and_shows_artifacts
             (table,) = artifacts(client, run.id, "daily-qa")
             rows = json.loads(table.data)
             assert rows[0]["day"] == "2015-03-05" and rows[0]["status"] == "ok"
-            assert 0 < rows[0]["qa_rebin_rmse"] < 5 and "model tiny" in table.description
+            served = load_config(toml)
+            assert rows[0]["qa_rebin_rmse"] == pytest.approx(_rebin_rmse(served, dt.date(2015, 3, 5)), abs=5e-6)
+            assert "model tiny" in table.description
             (quicklook,) = artifacts(client, run.id, "daily-quicklook")
             assert "data:image/png;base64," in quicklook.data
             assert StepStore(str(root / "served" / "recon.zarr")).marker(DAYS[4])["status"] == "ok"
