@@ -20,7 +20,8 @@ The sample sources come from an import path so this module never imports the cod
 the stores: any importable, picklable :class:`~model.data.SampleSource` factory works. Rank 0
 writes ``workdir/result.json`` (kept and last checkpoints, kept epoch, history). With
 ``digests``, every rank writes the SHA-256 of its final generator and discriminator weights,
-a cheap proof that DDP kept the replicas identical.
+a cheap proof that DDP kept the replicas identical, and logs the training samples it read
+(``samples-rank<r>.txt``: epoch and index per line), the proof that the ranks' shards are disjoint.
 """
 
 from __future__ import annotations
@@ -100,6 +101,25 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+class SampleLog(torch.utils.data.Dataset):
+    """A training dataset that appends ``"<epoch> <index>"`` to a file for every sample it
+    serves (``digests`` runs only): the proof that DDP's ranks read disjoint shards."""
+
+    def __init__(self, dataset: SparseFieldDataset, path: Path) -> None:
+        self.dataset, self.path = dataset, path
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        with open(self.path, "a") as fh:
+            fh.write(f"{self.dataset.epoch} {int(i)}\n")
+        return self.dataset[i]
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any] | None:
     """Train as the spec says (inside a process group if torchrun started us)."""
     config = TrainConfig(**spec.get("config", {}))
@@ -109,6 +129,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any] | None:
         train = SparseFieldDataset(build_source(spec["train"]), norm, time_features=config.time_features)
         val = SparseFieldDataset(build_source(spec["val"]), norm, time_features=config.time_features)
         workdir = Path(spec["workdir"])
+        if spec.get("digests"):
+            workdir.mkdir(parents=True, exist_ok=True)
+            train = SampleLog(train, workdir / f"samples-rank{info.rank}.txt")  # type: ignore[assignment]
 
         def report(rec: EpochRecord) -> None:
             if info.rank == 0:

@@ -1,5 +1,6 @@
 """DDP for real: ``torchrun --nproc_per_node 2 -m model.train_entry`` on CPU (gloo), two epochs
-on a tiny synthetic source, then: checkpoints written once (rank 0), replicas identical. SRGAN
+on a tiny synthetic source, then: checkpoints written once (rank 0), replicas identical while
+the ranks read disjoint shards (so the gradients were averaged). SRGAN
 adds batch norm in both nets (two discriminator forwards before one backward)."""
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def test_torchrun_two_processes_keep_identical_replicas(architecture, tmp_path):
     if architecture == "raseedgan":  # no batch norm: the whole state is identical
         assert digests[0]["generator"] == digests[1]["generator"]
         assert digests[0]["discriminator"] == digests[1]["discriminator"]
+
+    # identical replicas prove gradient averaging only if the ranks read different samples
+    # (without averaging, disjoint shards would drive the replicas apart): each epoch, the two
+    # ranks' shards are disjoint and together cover the training set
+    for epoch in (0, 1):
+        shards = [{int(line.split()[1]) for line in (workdir / f"samples-rank{r}.txt").read_text().splitlines()
+                   if int(line.split()[0]) == epoch} for r in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) == 6 and not shards[0] & shards[1], shards
+        assert shards[0] | shards[1] == set(range(12))
 
     result = json.loads((workdir / "result.json").read_text())
     assert result["world_size"] == 2 and len(result["history"]) == 2
