@@ -116,3 +116,47 @@ def test_parts_merge_in_day_order_bit_for_bit(prepared):
     # (rounded to the float32 statistics it often does not show, which is why the day order is kept)
     a, b = merged([0, 1, 2]), merged([2, 0, 1])
     assert any(not np.array_equal(x.to_arrays()["m2"], y.to_arrays()["m2"]) for x, y in zip(a, b, strict=True))
+
+
+def test_a_seasonal_checkpoint_through_train_and_infer_flows(prepared, tmp_path):
+    """``train.seasonal_norm`` through the flows: the checkpoint carries 12 monthly statistics and
+    the infer flow de-normalises each step with its own day of the year (a shifted day would
+    give another field)."""
+    from flows.infer import infer_flow
+    from flows.train import train_flow
+    from model.checkpoint import load_checkpoint
+    from model.inference import InferenceEngine
+    from pipeline.regrid import hr_to_native
+    from storage.model_registry import ModelRegistry
+
+    cfg, store, steps = prepared
+    cfg = cfg.model_copy(update={
+        "stores": cfg.stores.model_copy(update={"registry": str(tmp_path / "models"),
+                                                "output": str(tmp_path / "recon.zarr")}),
+        "train": cfg.train.model_copy(update={
+            "architecture": "raseedgan", "seasonal_norm": True, "epochs": 1, "n_features": 8,
+            "n_res_blocks": 1, "batch_size": 4}),
+    })
+    train_flow(cfg, steps[0], steps[49], model_id="seasonal")
+    ckpt = load_checkpoint(ModelRegistry(cfg.stores.registry).checkpoint("seasonal"))
+    assert ckpt.norm.seasonal and ckpt.norm.hr_mean.shape[0] == 12
+    assert not np.array_equal(ckpt.norm.hr_mean[0], ckpt.norm.hr_mean[2])  # January's are not March's
+
+    scored = steps[30:33]  # 9-11 February: between January's and February's own statistics
+    assert run_flow(infer_flow, cfg, scored[0], scored[-1], "seasonal")["summary"]["ok"] == 3
+    out = StepStore(cfg.stores.output)
+    land = store.read_static("land_mask").astype(bool)
+    hr_cell = cfg.seeding.bin_size // cfg.seeding.upsampling
+    engine = InferenceEngine(ckpt.generator, ckpt.norm, device="cpu")
+    lr = [store.read_step(d, ["lr_mean", "lr_count"]) for d in scored]
+    lr_mean, lr_count = np.stack([r["lr_mean"] for r in lr]), np.stack([r["lr_count"] for r in lr])
+    doy = np.array([d.timetuple().tm_yday for d in scored])
+    for shift, same in ((0, True), (120, False)):  # June: no training data, the annual statistics
+        hr = engine.predict(lr_mean, lr_count, day_of_year=doy + shift)
+        for d, field in zip(scored, hr, strict=True):
+            stored = out.read_step(d, ["sst"])["sst"][: land.shape[0], : land.shape[1]]
+            expected = hr_to_native(field, hr_cell, land)
+            ocean = ~land & np.isfinite(stored)
+            assert ocean.sum() > 100
+            gap = float(np.max(np.abs(stored[ocean] - expected[ocean])))
+            assert (gap < 1e-4) if same else (gap > 1e-2), (d, shift, gap)
