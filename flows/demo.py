@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -36,7 +38,31 @@ TRAIN = (dt.date(2010, 1, 1), dt.date(2016, 12, 31))
 TEST = (dt.date(2017, 7, 1), dt.date(2017, 12, 31))
 
 
-def demo_config(out: Path) -> SeedfieldConfig:
+@dataclass(frozen=True)
+class DemoPlan:
+    """The demo's domain and timeline, and settings over the embedded configuration."""
+
+    region: Region
+    first: dt.date
+    last: dt.date
+    train: tuple[dt.date, dt.date]
+    test: tuple[dt.date, dt.date]
+    backfill_chunk_days: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+#: `seedfield demo`: eight years of a North-Atlantic crop, the embedded settings as they are.
+FULL = DemoPlan(DEMO_REGION, FIRST, LAST, TRAIN, TEST, 92)
+#: `seedfield demo --quick`: the same stages on ten weeks of a small crop with a token training
+#: budget (a few minutes): it shows the pipeline working, not the model's skill.
+QUICK = DemoPlan(
+    Region(south=30.0, north=46.0, west=300.0, east=332.0), dt.date(2017, 5, 1), dt.date(2017, 7, 9),
+    (dt.date(2017, 5, 1), dt.date(2017, 6, 20)), (dt.date(2017, 6, 25), dt.date(2017, 7, 8)), 7,
+    {"sensornet.iterations": 15, "sensornet.val_every": 5, "evaluate.dineof_steps": 20, "dask.n_workers": 1},
+)
+
+
+def demo_config(out: Path, plan: DemoPlan = FULL) -> SeedfieldConfig:
     """The embedded demo configuration with every store under ``out``."""
     with resources.as_file(resources.files("flows") / "demo.toml") as path:
         return load_config(path, {
@@ -45,38 +71,40 @@ def demo_config(out: Path) -> SeedfieldConfig:
             "stores.seedings": str(out / "seedings.zarr"),
             "stores.output": str(out / "reconstruction.zarr"),
             "stores.registry": str(out / "models"),
-            "stats.start": TRAIN[0].isoformat(),
-            "stats.end": TRAIN[1].isoformat(),
+            "stats.start": plan.train[0].isoformat(),
+            "stats.end": plan.train[1].isoformat(),
+            **plan.overrides,
         })
 
 
-def run_demo(out: Path, console: Console | None = None) -> dict[str, str]:
+def run_demo(out: Path, console: Console | None = None, plan: DemoPlan = FULL) -> dict[str, str]:
     """Run the demo under ``out`` and return where everything is."""
     console = console or Console()
     out = out.resolve()
-    cfg = demo_config(out)
+    cfg = demo_config(out, plan)
+    first, last, train, test = plan.first, plan.last, plan.train, plan.test
     t0 = time.perf_counter()
     step = dt.timedelta(days=1)
 
     def stage(text: str) -> None:
         console.rule(f"[bold]{text}[/]  ({time.perf_counter() - t0:.0f} s)")
 
-    stage(f"1/7 sample archive {FIRST} … {LAST} (OISST v2.1 layout, derived from bundled ERSSTv5)")
+    stage(f"1/7 sample archive {first} … {last} (OISST v2.1 layout, derived from bundled ERSSTv5)")
     archive = out / "archive"
     if not archive.exists():
-        write_sample_archive(archive, FIRST, (LAST - FIRST).days + 1, region=DEMO_REGION)
+        write_sample_archive(archive, first, (last - first).days + 1, region=plan.region)
     stage("2/7 ingest")
-    run_flow(ingest_flow, cfg, FIRST, LAST - step, report=str(out / "ingest-report.json"), progress_bar=True)
+    run_flow(ingest_flow, cfg, first, last - step, report=str(out / "ingest-report.json"), progress_bar=True)
     stage("3/7 prepare: random sensors, LR bins, HR sparse targets, statistics")
-    run_flow(prepare_flow, cfg, FIRST, LAST - step, report=str(out / "prepare-report.json"), progress_bar=True)
-    stage(f"4/7 train {cfg.train.architecture} on {TRAIN[0]} … {TRAIN[1]}")
-    model = train_flow(cfg, TRAIN[0], TRAIN[1], model_id="demo")
-    stage(f"5/7 backfill {TEST[0]} … {LAST - step}")
-    run_flow(backfill_flow, cfg, TEST[0], LAST - step, chunk_days=92)
-    stage(f"6/7 daily run for {LAST}")
-    run_flow(daily_flow, cfg, LAST)
-    stage(f"7/7 evaluate {TEST[0]} … {TEST[1]} against the full-resolution truth")
-    report = evaluate_flow(cfg, TEST[0], TEST[1], str(out / "metrics.json"), plots_dir=str(out / "plots"),
+    run_flow(prepare_flow, cfg, first, last - step, report=str(out / "prepare-report.json"), progress_bar=True)
+    stage(f"4/7 train {cfg.train.architecture} on {train[0]} … {train[1]}")
+    model = train_flow(cfg, train[0], train[1], model_id="demo")
+    stage(f"5/7 backfill {test[0]} … {last - step}")
+    run_flow(backfill_flow, cfg, test[0], last - step, chunk_days=plan.backfill_chunk_days)
+    stage(f"6/7 daily run for {last}")
+    run_flow(daily_flow, cfg, last)
+    stage(f"7/7 evaluate {test[0]} … {test[1]} against the full-resolution truth")
+    report = evaluate_flow(cfg, test[0], test[1], str(out / "metrics.json"), plots_dir=str(out / "plots"),
                            progress_bar=True)
     console.print(markdown_table(report["methods"]))
     where = {

@@ -164,12 +164,14 @@ def deploy_train(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the demo writes everything")] = Path("demo-output"),
+    quick: Annotated[bool, typer.Option("--quick", help="ten weeks of a small crop, a token training: "
+                                        "every stage in a few minutes, no skill to speak of")] = False,
 ) -> None:
     """Run the main job end to end on the bundled sample and say where the results are."""
-    from flows.demo import run_demo
+    from flows.demo import FULL, QUICK, run_demo
 
     try:
-        run_demo(out_dir, console=out)
+        run_demo(out_dir, console=out, plan=QUICK if quick else FULL)
     except user_errors() as exc:
         fail(exc)
 
