@@ -48,6 +48,7 @@ def flow_warnings():
     logger.removeHandler(handler)
 
 
+@pytest.mark.slow  # ~40-100 s: a month of ERA5 hours ingested and read back
 def test_hourly_era5_file_ingests_unchanged_value_for_value(tmp_path, dask_cluster):
     cfg = flow_config(tmp_path, ERA5, dask_cluster.scheduler_address,
                       **{"archive.variable": "t2m", "archive.valid_range": T2M_RANGE})

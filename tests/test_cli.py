@@ -81,6 +81,7 @@ def test_compare_without_a_seedings_store_exits_2(tmp_path):
     assert "none.zarr" in r.output and "prepare" in r.output
 
 
+@pytest.mark.slow  # ~10-20 s: many CLI processes
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
     """A period backwards, a store path that is a file (or lies under one), a message with
     brackets: one line each (no traceback, not wrapped), naming the thing, exit 2."""
@@ -100,6 +101,7 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path):
     assert code == EXIT_BAD_INPUT and len(lines) == 1 and "set [archive] source" in lines[0], lines
 
 
+@pytest.mark.slow  # ~10-20 s: CLI processes, each with Prefect's temporary server
 def test_a_user_mistake_found_inside_a_flow_has_no_traceback(tmp_path):
     """A mistake the flow finds (a grid file that is not netCDF): Prefect's own failure lines
     lose their traceback, the last line is the error naming the key and the file, exit 2."""

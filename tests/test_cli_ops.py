@@ -254,6 +254,7 @@ main()
 """
 
 
+@pytest.mark.slow  # ~5-12 s: a CLI process with Prefect's temporary server
 @pytest.mark.usefixtures("prefect_server")
 def test_an_unexpected_error_exits_1_with_its_traceback_not_as_bad_input(tmp_path):
     """A bug (here a ValueError raised inside the backfill's body) is not the user's mistake: exit
@@ -275,6 +276,7 @@ def test_an_unexpected_error_exits_1_with_its_traceback_not_as_bad_input(tmp_pat
     assert "Traceback" in proc.stderr and "an internal bug" in proc.stderr
 
 
+@pytest.mark.slow  # ~5-11 s: a CLI process
 def test_serve_without_a_prefect_server_is_one_line_exit_2(tmp_path):
     """docs/operations.md: `serve` needs a real server; without PREFECT_API_URL it says how to
     start one instead of serving into a temporary server that has no scheduler."""

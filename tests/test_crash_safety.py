@@ -75,6 +75,7 @@ def run_killed(script: str, kill_at: int, *args: str, env: dict[str, str] | None
     return proc.returncode
 
 
+@pytest.mark.slow  # ~30-60 s: eleven killed processes and their re-runs
 def test_store_creation_killed_at_every_write_is_repaired_by_the_next_create(tmp_path):
     """Killed at each of its writes in turn, an interrupted creation is never taken for a store
     (``exists`` is False, its note is there) and the next ``create`` ends byte-identical to an
@@ -219,6 +220,7 @@ StepStore(sys.argv[1]).extend([dt.date(2020, 1, 9)])
 """
 
 
+@pytest.mark.slow  # ~10-20 s: six killed processes
 def test_a_store_killed_while_growing_is_finished_by_the_next_growth(tmp_path):
     """``extend`` killed at each of its writes (the arrays' and the time coordinate's metadata,
     the coordinate's new values): the next ``extend`` of the same steps ends with the same time

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 
+@pytest.mark.slow  # ~8-16 s: starts its own LocalCluster
 def test_local_cluster_leaves_this_process_thread_limits_alone():
     """Starting the cluster must not pin the flow process (and a later torch) to one thread."""
     code = (

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = {"hr_shape": [16, 32], "upsampling": 4, "sensors_per_bin": 4, "seed": 5}
 
 
+@pytest.mark.slow  # ~15-35 s per architecture: torchrun with two processes
 @pytest.mark.parametrize("architecture", ["raseedgan", "srgan"])
 def test_torchrun_two_processes_keep_identical_replicas(architecture, tmp_path):
     norm = estimate_norm(SyntheticSource(32, **{**SOURCE, "hr_shape": (16, 32)}))

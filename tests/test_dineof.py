@@ -33,6 +33,7 @@ def sample(field: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(field.shape) < fraction
 
 
+@pytest.mark.slow  # ~8-16 s per case: DINEOF's cross-validated EOF count
 @pytest.mark.parametrize(("rank", "seed"), [(4, 1), (6, 2)])
 def test_recovers_a_low_rank_series_and_its_rank(rank: int, seed: int) -> None:
     truth, _ = low_rank_series(250, rank, seed)

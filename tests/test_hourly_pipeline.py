@@ -27,6 +27,7 @@ ERA5 = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "era5_t2m_uk_
 H = dt.datetime
 
 
+@pytest.mark.slow  # ~30-70 s: 480 ERA5 hours through every flow
 def test_era5_hours_through_every_flow(tmp_path, dask_cluster):
     cfg = flow_config(tmp_path, ERA5, dask_cluster.scheduler_address, **{
         "archive.variable": "t2m", "archive.valid_range": (-40.0, 50.0),

@@ -64,6 +64,7 @@ def test_tiling_is_exact_once_the_context_covers_the_receptive_field():
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # ~10-20 s: the reference-size generator on a large field
 def test_tiled_matches_untiled_on_the_reference_generator():
     """The 16-block, 64-feature reference generator (receptive-field radius 39.5 LR cells at ×4),
     random weights, 48×48 LR: 3×3 tiles of 16 cells. Measured (two seeds): max |Δ| / std(output)

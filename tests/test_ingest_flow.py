@@ -123,6 +123,7 @@ def test_bad_inputs_each_named_and_the_rest_ingested(tmp_path, archive10, dask_c
     assert StepStore(cfg.stores.raw).committed_steps() == [d[0], d[7], d[8], d[9]]
 
 
+@pytest.mark.slow  # ~8-15 s: several ingest runs
 def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, dask_cluster):
     archive = tmp_path / "archive"
     write_sample_archive(archive, START, 3, region=TEST_REGION, preliminary_last=2)
@@ -148,6 +149,7 @@ def test_failed_rerun_keeps_stored_day_and_final_replaces_preliminary(tmp_path, 
         assert m["status"] == "ok" and m["preliminary"] is False and "_preliminary" not in m["source"]
 
 
+@pytest.mark.slow  # ~5-10 s: several ingest runs
 def test_a_gappy_first_file_and_a_daily_mask_lose_no_valid_value(tmp_path, dask_cluster):
     """Five days; the first has a 30 % gap over the ocean, every later one its own gaps (a mask
     that varies by day). Every valid value of every day is stored exactly as the file says,
@@ -193,6 +195,7 @@ def test_a_first_file_on_another_grid_is_named_and_cannot_set_the_store(tmp_path
     assert not StepStore.exists(cfg.stores.raw)
 
 
+@pytest.mark.slow  # ~8-15 s: several ingest runs
 def test_a_configured_grid_is_the_stores_and_a_file_on_another_is_refused_naming_it(tmp_path, dask_cluster):
     """``archive.grid_file``: the store takes that file's grid, whatever the archive's first file
     holds; a file on another grid fails with one line naming the store's grid and where it came
@@ -262,6 +265,7 @@ def test_read_land_mask_file_land_fraction_and_ocean_flag(tmp_path):
         read_land_mask_file(str(tmp_path / "lsmask.nc"), "mask", "sea")
 
 
+@pytest.mark.slow  # ~8-15 s: two land-mask layouts ingested
 def test_a_named_land_mask_file_is_the_stores_and_no_valid_value_is_dropped(tmp_path, dask_cluster):
     """``archive.land_mask_file``: the static land_mask is the file's (an ERA5-style land fraction
     on descending latitudes), kept as given after every run, while every valid value of every day

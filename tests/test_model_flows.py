@@ -145,6 +145,7 @@ def test_infer_writes_masked_days_with_qa_and_is_idempotent(prepared):
     assert StepStore(cfg.stores.output).marker(a)["model_sha256"] == registry.fingerprint("tiny-1")
 
 
+@pytest.mark.slow  # ~40-90 s: every baseline incl. kriging and DINEOF, and the plots
 def test_evaluate_reports_every_method_and_draws(prepared, tmp_path):
     cfg, _root = prepared
     if ModelRegistry(cfg.stores.registry).current() is None:
@@ -183,6 +184,7 @@ def zoo_config(cfg, root, architectures):
     })
 
 
+@pytest.mark.slow  # ~1-3 min: trains all eight zoo architectures
 def test_compare_trains_every_architecture_and_a_zoo_model_runs_in_the_infer_flow(prepared, tmp_path):
     cfg, _root = prepared
     cfg = zoo_config(cfg, tmp_path, ARCHITECTURES)
@@ -224,6 +226,7 @@ def test_compare_trains_every_architecture_and_a_zoo_model_runs_in_the_infer_flo
     assert np.isfinite(out.sst.values[:, ~out.land_mask.values.astype(bool)]).all()
 
 
+@pytest.mark.slow  # ~40-90 s: a compare run with its trainings
 def test_compare_reports_a_failing_architecture_and_goes_on(prepared, tmp_path, monkeypatch):
     cfg, _root = prepared
     cfg = zoo_config(cfg, tmp_path, ["srresnet", "edsr_baseline"])
@@ -261,6 +264,7 @@ def test_compare_budget_is_shared_and_paper_sizes_reset_the_widths():
         load_config(None, {"compare.epochs": 2, "compare.pretrain_epochs": 2})
 
 
+@pytest.mark.slow  # ~30-70 s: trains SensorNet and fits the baselines
 def test_compare_scores_sensornet_beside_the_fitted_baselines(prepared, tmp_path):
     cfg, _root = prepared
     cfg = zoo_config(cfg, tmp_path, ["sensornet"])

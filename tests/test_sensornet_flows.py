@@ -34,6 +34,7 @@ H = dt.datetime
 TINY = {"iterations": 6, "batch_size": 4, "features": 8, "depth": 1, "window_steps": 2, "val_every": 3}
 
 
+@pytest.mark.slow  # ~50-110 s: SensorNet trained, inferred and evaluated through the flows
 @pytest.mark.usefixtures("prefect_server")
 def test_sensornet_trains_infers_and_is_scored_through_the_flows(tmp_path, dask_cluster):
     cfg = flow_config(tmp_path, ERA5, dask_cluster.scheduler_address, **{
@@ -82,6 +83,7 @@ def _sequence(field: np.ndarray, seed: int = 0, percent: int = 15) -> tuple[Sens
     return SensorSequence(sensors, np.linspace(0, 1, t, endpoint=False)), picks
 
 
+@pytest.mark.slow  # ~5-10 s per base, three bases
 @pytest.mark.parametrize(("base", "patch", "pool_sigma"), [("linear", 0, 0.0), ("kriging", 8, 0.0), ("cubic", 8, 2.0)])
 def test_sensornet_training_and_its_statistics_read_only_sensors(base, patch, pool_sigma):
     """Whole-domain samples with a linear base; patches with a kriging base (its variogram

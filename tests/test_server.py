@@ -95,6 +95,7 @@ def test_the_day_comes_from_the_scheduled_time_in_utc_minus_the_lag():
     assert resolve_day("2024-01-31", 3, scheduled=at_six) == dt.date(2024, 1, 31)
 
 
+@pytest.mark.slow  # ~30-60 s: six daily runs and a CLI run, with a trained model
 @pytest.mark.usefixtures("prefect_server")
 def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
     from prefect.client.orchestration import get_client
@@ -155,6 +156,12 @@ def test_daily_refreshes_preliminary_days_flags_qa_and_shows_a_map(sample):
     assert state.is_failed() and str(missing) in state.message, state
     r = runner.invoke(app, ["daily", "--date", str(missing), "--config", str(toml)])
     assert r.exit_code == 2 and "some days failed or were missing" in r.output and str(missing) in r.output, r.output
+    # the last preliminary day's final file appears: the same run now re-ingests it (done) and
+    # still misses its own day, so it exits 3 (some steps done, some not)
+    write_sample_archive(root / "archive", DAYS[7], 1, region=REGION)
+    r = runner.invoke(app, ["daily", "--date", str(missing), "--config", str(toml)])
+    assert r.exit_code == 3 and str(missing) in r.output, r.output
+    assert raw.marker(DAYS[7])["preliminary"] is False
 
 
 # -- a real server ---------------------------------------------------------------------------------
@@ -286,6 +293,11 @@ def test_served_daily_deployment_runs_from_its_schedule_time_and_shows_artifacts
             assert "model tiny" in table.description
             (quicklook,) = artifacts(client, run.id, "daily-quicklook")
             assert "data:image/png;base64," in quicklook.data
+            # a slot whose day has no file: the deployment's run ends Failed, naming the day
+            late = run_deployment(name="daily/daily", scheduled_time=dt.datetime(2015, 3, 11, 5, 30, tzinfo=dt.UTC),
+                                  timeout=300, poll_interval=1, as_subflow=False)
+            assert late.state is not None and late.state.is_failed(), f"{late.state}\n{serve_log.read_text()[-4000:]}"
+            assert "2015-03-10" in (late.state.message or ""), late.state.message
             assert StepStore(str(root / "served" / "recon.zarr")).marker(DAYS[4])["status"] == "ok"
 
             # the GPU work-pool path: the pool made by the documented command, train deployed on it
