@@ -211,12 +211,14 @@ def validate_observations(
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Sort ``table`` canonically and give each row its reason for being bad (``""`` = good).
 
-    Returns ``(sorted table, reason per row)``. The checks run in the order of :data:`REASONS`
+    Returns ``(sorted table, reason per row)``; columns beyond the format's (e.g. the file and
+    row a row came from) are carried along. The checks run in the order of :data:`REASONS`
     and a row gets the first that applies; ``duplicate`` keeps the first of rows with the same
     platform, time and position among the rows that passed the other checks. ``over_max_per_step``
     (applied per step by :func:`split_steps`) is not decided here.
     """
-    table = sort_observations(as_observations(table))
+    extra = table.drop(columns=[c for c in OBSERVATION_COLUMNS if c in table.columns]).reset_index(drop=True)
+    table = sort_observations(pd.concat([as_observations(table.reset_index(drop=True)), extra], axis=1))
     n = len(table)
     reason = np.full(n, "", dtype=object)
 
