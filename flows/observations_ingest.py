@@ -89,7 +89,9 @@ def open_or_create(config: SeedfieldConfig, domain: Domain, steps: list[Step]) -
         return store
     return create_observations_store(
         path, steps, domain.lat, domain.lon, domain.land, settings.max_per_step,
-        value_attrs={"long_name": "observed value"},
+        value_attrs={"long_name": f"observed {settings.variable or settings.columns.get('value', 'value')}",
+                     "units": settings.units,
+                     **({"standard_name": settings.standard_name} if settings.standard_name else {})},
         attrs={**config.metadata.attrs(), "source_archive": str(settings.source),
                "grid_source": f"{settings.grid_file} (config key observations.grid_file)",
                "land_mask_source": settings.land_mask_file or "none: every cell is water",
