@@ -148,7 +148,7 @@ def _write_step(store: StepStore, step: Step, good: pd.DataFrame, rejected: dict
 
 
 @flow(name="ingest-observations", flow_run_name="ingest-observations-{start}-{end}")
-def ingest_observations_flow(config: SeedfieldConfig, start: dt.date, end: dt.date,
+def ingest_observations_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date,
                              report: str | None = None, progress_bar: bool = False) -> dict[str, Any]:
     """Validate the observation files and store each step's good rows (see the module's doc).
 
