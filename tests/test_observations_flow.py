@@ -164,3 +164,35 @@ def test_export_is_a_cf_point_dsg_without_cf_errors(tmp_path, sample):
                      for h in range(3))
         assert nc.dimensions["obs"].size == stored > 0
         assert np.isfinite(nc["value"][:]).all()
+
+
+@pytest.mark.slow  # a reference ingest, three killed ones and their re-runs (real subprocesses): ~1-2 min
+def test_a_killed_ingest_is_repaired_by_its_rerun(tmp_path, sample):
+    """``seedfield ingest-observations`` SIGKILLed at its n-th Zarr write (while creating the
+    store, in the middle of a step's arrays, between steps): the re-run of the same command exits 0
+    and the store equals an uninterrupted run's, chunk by chunk and marker by marker, and
+    its steps read back the same observations."""
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.test_crash_safety import COMMAND, run_killed
+
+    period = ("2019-03-04T00", "2019-03-04T05")  # 6 hourly steps
+    ref = tmp_path / "ref.zarr"
+    assert ingest(config_file(tmp_path, sample, "netcdf", ref), *period).exit_code == 0
+    expected = chunks_and_markers(ref)
+    env = {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    args = ["ingest-observations", "--start", period[0], "--end", period[1]]
+    # this run makes ~101 Zarr writes: ~46 for the store's creation, then 9 a step (8 arrays, status)
+    for k in (3, 50, 77):  # creating the store; inside the first step; inside the fourth
+        store = tmp_path / f"k{k}.zarr"
+        cfg = config_file(tmp_path, sample, "netcdf", store)
+        assert run_killed(COMMAND, k, *args, "--config", str(cfg), env=env) == -9, k
+        if k == 77:  # some steps are stored, the interrupted one is not visible
+            assert 0 < len(StepStore(str(store)).committed_steps()) < 6, k
+        again = ingest(cfg, *period)
+        assert again.exit_code == 0, again.output
+        assert chunks_and_markers(store) == expected, k
+        for h in range(6):
+            step = parse_step(f"2019-03-04T0{h}")
+            pd.testing.assert_frame_equal(read_step_observations(StepStore(str(store)), step),
+                                          read_step_observations(StepStore(str(ref)), step))
