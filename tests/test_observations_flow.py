@@ -126,6 +126,25 @@ def test_a_file_with_bad_rows_keeps_its_good_rows_and_reports_each_reason(tmp_pa
     assert StepStore(str(store)).marker(parse_step("2019-03-04T06"))["status"] == "missing"
     status = CliRunner().invoke(app, ["status", str(store)])
     assert status.exit_code == 0 and "missing" in status.output
+    # a store one observation wide keeps the first good row of the canonical order and counts the other
+    narrow = tmp_path / "narrow.zarr"
+    cfg = config_file(tmp_path, sample, "csv", narrow, source=str(src), max_per_step=1)
+    assert ingest(cfg, "2019-03-04T05", "2019-03-04T05", report).exit_code == 0
+    assert json.loads(report.read_text())["steps"][0]["rejected"]["over_max_per_step"] == 1
+    assert read_step_observations(StepStore(str(narrow)), parse_step("2019-03-04T05"))["platform"].tolist() == ["G1"]
+
+
+def test_sample_observations_command_writes_both_formats_and_their_configs(tmp_path):
+    result = CliRunner().invoke(app, ["sample-observations", str(tmp_path / "s"), "--moorings", "2", "--drifters", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s" / "csv").glob("observations_2019*.csv"))) == 20
+    for name in ("netcdf/drifters_trajectory.nc", "netcdf/moorings_timeseries.nc", "grid.nc",
+                 "observations-csv.toml", "observations-netcdf.toml"):
+        assert (tmp_path / "s" / name).is_file(), name
+    from flows.config import load_config
+
+    cfg = load_config(tmp_path / "s" / "observations-netcdf.toml")
+    assert cfg.observations.format == "netcdf" and cfg.observations.columns["value"] == "temperature"
 
 
 def test_an_unreadable_file_fails_its_day_and_keeps_what_is_stored(tmp_path, sample):
