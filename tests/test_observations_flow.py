@@ -53,7 +53,7 @@ def chunks_and_markers(path: Path) -> tuple[dict[str, str], dict[str, dict[str, 
     return chunks, markers
 
 
-@pytest.mark.slow  # two ingests of the whole sample (480 hourly steps each): ~1-2 min on 2 busy cores
+@pytest.mark.slow  # two ingests of the whole sample (480 hourly steps each): ~2 min on 2 busy cores
 def test_the_sample_from_csv_and_from_netcdf_gives_the_same_store(tmp_path, sample):
     stores = {}
     for fmt in ("csv", "netcdf"):
