@@ -215,3 +215,28 @@ def test_a_killed_ingest_is_repaired_by_its_rerun(tmp_path, sample):
             step = parse_step(f"2019-03-04T0{h}")
             pd.testing.assert_frame_equal(read_step_observations(StepStore(str(store)), step),
                                           read_step_observations(StepStore(str(ref)), step))
+
+
+def test_the_ui_shows_the_refused_rows_per_step_and_reason(tmp_path, sample):
+    """The flow's Prefect artifacts: a table with the good and refused rows of each step by reason,
+    and a markdown summary; the flow called directly as part B's daily/backfill will."""
+    import datetime as dt
+
+    from flows.config import load_config
+    from flows.observations_ingest import ingest_observations_flow
+    from tests.test_model_flows import run_artifacts
+
+    cfg = load_config(config_file(tmp_path, sample, "csv", tmp_path / "o.zarr"))
+    state = ingest_observations_flow(cfg, dt.datetime(2019, 3, 4, 0), dt.datetime(2019, 3, 4, 5), return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    run_id = state.state_details.flow_run_id
+    table, = run_artifacts(run_id, "ingest-observations-steps")
+    rows = json.loads(table.data)
+    assert [r["step"] for r in rows] == [f"2019-03-04T0{h}" for h in range(6)]
+    assert [r["good"] for r in rows] == [s["n_obs"] for s in result["steps"]]
+    refused = {k: sum(r.get(k, 0) for r in rows) for k in result["rejected"]}
+    assert refused == result["rejected"] and sum(refused.values()) > 0  # this period holds bad rows
+    summary, = run_artifacts(run_id, "ingest-observations-summary")
+    assert "| refused because | rows |" in summary.data
+    assert all(f"| {k} | {v} |" in summary.data for k, v in result["rejected"].items())
