@@ -170,8 +170,8 @@ def ingest_observations_flow(config: SeedfieldConfig, start: dt.datetime | dt.da
     cadence = settings.cadence
     steps = cadence.steps(start, end)
     domain = observation_domain(settings)
-    store = open_or_create(config, domain, steps)
     files = list_observation_files(str(settings.source), settings.format, settings.storage_options or None)
+    store = open_or_create(config, domain, steps)  # only once the source is known to hold files
     with RunProgress(len(files) + len(steps), f"observations {start}…{end}", key="ingest-observations-progress",
                      show_bar=progress_bar) as progress:
         rows, broken, blocked = _read_files(settings, files, steps, cadence, progress)

@@ -163,6 +163,11 @@ def test_an_unreadable_file_fails_its_day_and_keeps_what_is_stored(tmp_path, sam
     assert all("observations_20190304.csv: cannot be read as csv" in s["message"] for s in steps)
     assert all("kept the version stored" in s["message"] for s in steps)
     assert chunks_and_markers(store)[0] == {k: v for k, v in before.items() if "/c/" in k}  # nothing lost
+    # a source that does not exist: one line naming it, exit 2, no store made
+    nowhere = config_file(tmp_path, sample, "csv", tmp_path / "none.zarr", source=str(tmp_path / "nope"))
+    result = ingest(nowhere, "2019-03-04T00", "2019-03-04T01")
+    assert result.exit_code == 2 and "nope: does not exist" in result.output
+    assert not (tmp_path / "none.zarr").exists()
 
 
 def test_export_is_a_cf_point_dsg_without_cf_errors(tmp_path, sample):
