@@ -94,6 +94,9 @@ def _qa_rows(rows: list[dict[str, Any]], raw: StepStore, qa_threshold: float | N
             "qa_rebin_bias": r.get("qa_rebin_bias"), "qa": qa,
             # scores at withheld real sensors (no truth needed): the model's and cubic's
             "qa_cv_model_rmse": r.get("qa_cv_model_rmse"), "qa_cv_cubic_rmse": r.get("qa_cv_cubic_rmse"),
+            # from observations: whole platforms withheld, linear and kriging scored too
+            **({k: r.get(k) for k in ("qa_cv_linear_rmse", "qa_cv_kriging_rmse", "qa_cv_n", "qa_cv_kind")}
+               if r.get("qa_cv_kind") == "platform" else {}),
             "source": str(m.get("source", "")).rsplit("/", 1)[-1],
             "preliminary": bool(m.get("preliminary", False)), "message": r.get("message", ""),
         })

@@ -8,7 +8,12 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from pipeline.observation_binning import MIXED_PLATFORMS, NO_PLATFORM, bin_observations, platform_code
+from pipeline.observation_binning import (
+    MIXED_PLATFORMS,
+    NO_PLATFORM,
+    bin_observations,
+    platform_code,
+)
 from pipeline.platform_cv import NOT_USED, ErrorSums, keep_outside_fold, platform_folds, split_fold
 from pipeline.seeding import SeedingParams, seed_day
 
