@@ -154,6 +154,11 @@ def score_against_truth(
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]], float]:
     """Per-step rows, mean metrics per method and the PSNR/SSIM data range, against the raw store."""
     land = seedings.read_static("land_mask").astype(bool)
+    for name, n in (("lat", land.shape[0]), ("lon", land.shape[1])):
+        theirs = raw.read_static(name)[:n]
+        if theirs.shape != (n,) or not np.allclose(theirs, seedings.read_static(name), atol=1e-6):
+            raise StoreError(f"{raw.path}: its {name} differs from the seedings store's grid; the truth must be "
+                             "on the grid the sensors were binned to")
     data_range = config.evaluate.data_range or period_range(raw, days, land.shape, land)
     job = {"raw_path": raw.path, "seedings_path": seedings.path, "checkpoint": ckpt,
            "infer_settings_json": config.infer.model_copy(update={"device": "cpu"}).model_dump_json(),
