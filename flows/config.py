@@ -23,6 +23,7 @@ from pydantic import (
 
 from model.config import ARCHITECTURES, Network, SensorNetConfig, TrainConfig
 from pipeline.errors import SeedfieldError
+from pipeline.observations import ObservationSettings
 from pipeline.secrets import redact_options, redact_url
 from pipeline.seeding import SeedingParams
 from pipeline.steps import Cadence
@@ -101,6 +102,7 @@ class StoreSettings(_Section):
     raw: str = "seedfield-data/raw.zarr"
     seedings: str = "seedfield-data/seedings.zarr"
     output: str = "seedfield-data/reconstruction.zarr"
+    observations: str = "seedfield-data/observations.zarr"
     registry: str = "seedfield-data/models"
     storage_options: dict[str, Any] = Field(default_factory=dict)
     credentials_block: str | None = Field(
@@ -108,7 +110,7 @@ class StoreSettings(_Section):
         "key and secret) is merged over storage_options when a command starts"
     )
 
-    @field_serializer("raw", "seedings", "output", "registry", when_used="json")
+    @field_serializer("raw", "seedings", "output", "observations", "registry", when_used="json")
     def _shown_path(self, v: str) -> str:
         return redact_url(v)  # Prefect's parameters and `config show`
 
@@ -235,6 +237,7 @@ class SeedfieldConfig(_Section):
         return data
 
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    observations: ObservationSettings = Field(default_factory=ObservationSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     stores: StoreSettings = Field(default_factory=StoreSettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
@@ -307,7 +310,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ValidationError as exc:
         where = f" in {path}" if path else ""
         raise ConfigError(_explain(exc).replace("invalid configuration", f"invalid configuration{where}", 1)) from exc
-    if credentials and (config.archive.credentials_block or config.stores.credentials_block):
+    if credentials and (config.archive.credentials_block or config.stores.credentials_block
+                        or config.observations.credentials_block):
         from flows.credentials import with_credentials  # Prefect loads only when a block is named
 
         config = with_credentials(config)

@@ -1,6 +1,6 @@
 """Credentials from a Prefect Secret block, merged into a configuration when a command starts.
 
-``archive.credentials_block`` and ``stores.credentials_block`` name Secret blocks (created in
+``archive.credentials_block``, ``observations.credentials_block`` and ``stores.credentials_block`` name Secret blocks (created in
 the UI, or with ``Secret(value={...}).save(name)``) whose value is a JSON object:
 
 * fsspec options, merged over the section's ``storage_options`` (nested objects such as
@@ -76,6 +76,13 @@ def with_credentials(config: SeedfieldConfig) -> SeedfieldConfig:
     if stores.credentials_block:
         extra = _secret_value(stores.credentials_block, "stores.credentials_block")
         stores = stores.model_copy(update={"storage_options": _merged(stores.storage_options, extra)})
-    if archive is config.archive and stores is config.stores:
+    observations = config.observations
+    if observations.credentials_block:
+        extra = _secret_value(observations.credentials_block, "observations.credentials_block")
+        if str(observations.source or "").startswith(("http://", "https://")):
+            extra = _http_auth(extra)
+        observations = observations.model_copy(
+            update={"storage_options": _merged(observations.storage_options, extra)})
+    if archive is config.archive and stores is config.stores and observations is config.observations:
         return config
-    return config.model_copy(update={"archive": archive, "stores": stores})
+    return config.model_copy(update={"archive": archive, "stores": stores, "observations": observations})

@@ -3,7 +3,8 @@ TOML < options) and runs a Prefect flow. Exit status: 0 all days done, 3 some da
 missing (see the log and --json report), 2 bad configuration or input, 1 unexpected error.
 
 One module per command group: :mod:`flows.cli.data` (sample-archive, ingest, prepare, status,
-export), :mod:`flows.cli.model` (train, infer, evaluate, compare, models), :mod:`flows.cli.ops`
+export), :mod:`flows.cli.model` (train, infer, evaluate, compare, models), :mod:`flows.cli.observations`
+(sample-observations, ingest-observations), :mod:`flows.cli.ops`
 (daily, backfill, serve, deploy-train, demo, show-config); shared pieces in
 :mod:`flows.cli.common`. Importing this package loads typer and rich only, so ``--help`` is
 quick; each command imports what it needs (Prefect, Dask, Zarr, torch) in its body.
@@ -23,7 +24,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 import typer
 from rich.markup import escape
 
-from flows.cli import data, model, ops  # noqa: F401  (each registers its commands on app)
+from flows.cli import data, model, observations, ops  # noqa: F401  (each registers its commands on app)
 from flows.cli.common import EXIT_BAD_INPUT, EXIT_PARTIAL, app, err, out
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_PARTIAL", "app", "main"]

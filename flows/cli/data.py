@@ -153,14 +153,14 @@ def prepare(
 
 
 StoreArg = Annotated[
-    str, typer.Argument(help="a store's path or URL, or raw | seedings | output for the configured one")
+    str, typer.Argument(help="a store's path or URL, or raw | seedings | output | observations for the configured one")
 ]
 
 
 def _store_path(name: str, config: Path | None) -> tuple[str, dict | None]:
     """``STORE`` as a path and the configured fsspec options (``raw`` etc. name configured stores)."""
     cfg = load(config)
-    path = getattr(cfg.stores, name) if name in ("raw", "seedings", "output") else name
+    path = getattr(cfg.stores, name) if name in ("raw", "seedings", "output", "observations") else name
     return path, cfg.stores.storage_options or None
 
 
