@@ -27,6 +27,7 @@ from flows.reports import StepOutcome, any_failed, summarise, write_report
 from flows.states import finish
 from flows.windowed import run_windowed
 from pipeline.steps import parse_step, step_label
+from storage.observations_store import is_observations_store
 from storage.seedings_store import create_seedings_store, has_platforms, seeding_params
 from storage.step_store import StepStore, StoreError
 
@@ -98,6 +99,8 @@ def prepare_observations_flow(
     if not StepStore.exists(obs_path, opts):
         raise StoreError(f"{obs_path}: no observations store; run `seedfield ingest-observations` first")
     obs = StepStore(obs_path, opts)
+    if not is_observations_store(obs):
+        raise StoreError(f"{obs_path}: not an observations store (made by `seedfield ingest-observations`)")
     days = obs.cadence.steps(start, end)
     outcomes: list[StepOutcome] = []
     with dask_client(config.dask):

@@ -17,34 +17,36 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from flows.prepare_job import params_digest
 from flows.reports import StepOutcome
 from pipeline.observation_binning import bin_observations
-from pipeline.seeding import SeedingParams
+from pipeline.seeding import SeedingParams, trim_shape
 from pipeline.steps import step_label
+from storage.observations_store import read_observation_grid, read_step_observations
 from storage.step_store import StepStore
 
 
 def observations_fingerprint(marker: dict[str, Any]) -> str:
-    """Digest of an observations step's commit marker: it changes when the step is re-ingested."""
-    return hashlib.sha256(json.dumps(marker, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    """What the observations step holds: its content digest (``sha256`` of the stored rows), else
+    a digest of its marker without the write time."""
+    if marker.get("sha256"):
+        return str(marker["sha256"])
+    body = {k: v for k, v in marker.items() if k != "written_at"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def read_observations(store: StepStore, step: dt.date) -> Any:
-    """The step's good observations (part A's reader; imported here so the rest stays testable)."""
-    from storage.observations_store import read_step_observations
-
+def read_observations(store: StepStore, step: dt.date) -> pd.DataFrame:
+    """The step's good observations, as the observations store holds them."""
     return read_step_observations(store, step)
 
 
 def target_grid(store: StepStore, bin_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The observations store's target grid (lat, lon, land bool) trimmed to multiples of ``bin_size``."""
-    from pipeline.seeding import trim_shape
-
-    land = store.read_static("land_mask").astype(bool)
+    lat, lon, land = read_observation_grid(store)
     ny, nx = trim_shape(land.shape, bin_size)
-    return store.read_static("lat")[:ny], store.read_static("lon")[:nx], land[:ny, :nx]
+    return lat[:ny], lon[:nx], land[:ny, :nx]
 
 
 def count_sensors_job(days: list[dt.date], observations_path: str, params: SeedingParams,
