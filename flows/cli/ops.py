@@ -164,12 +164,20 @@ def deploy_train(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the demo writes everything")] = Path("demo-output"),
+    observations: Annotated[bool, typer.Option(
+        "--observations", help="scattered observations in (the sample observation archive, through the real "
+        "readers), full fields out; scored against the sample's grid of origin and by leave-platform-out CV")] = False,
 ) -> None:
     """Run the main job end to end on the bundled sample and say where the results are."""
-    from flows.demo import run_demo
-
     try:
-        run_demo(out_dir, console=out)
+        if observations:
+            from flows.demo_observations import run_observations_demo
+
+            run_observations_demo(out_dir, console=out)
+        else:
+            from flows.demo import run_demo
+
+            run_demo(out_dir, console=out)
     except user_errors() as exc:
         fail(exc)
 
