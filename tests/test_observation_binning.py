@@ -105,3 +105,13 @@ def test_error_sums_pool_rmse_mae_bias():
     s = acc.scores()
     assert s["n"] == 3 and s["n_unnamed"] == 1 and s["n_platforms"] == 1
     assert np.isclose(s["rmse"], np.sqrt(6 / 3)) and np.isclose(s["mae"], 4 / 3) and np.isclose(s["bias"], 2 / 3)
+
+
+def test_prepare_from_a_missing_observations_store_is_one_line_exit_2(tmp_path, prefect_server):
+    from tests.helpers_flows import run_cli
+
+    code, lines = run_cli("prepare", "--start", "2019-03-01", "--end", "2019-03-01", "--observations",
+                          str(tmp_path / "nowhere.zarr"), "--seedings", str(tmp_path / "s.zarr"), cwd=tmp_path)
+    assert code == 2, lines
+    assert len(lines) == 1 and "nowhere.zarr" in lines[0] and "ingest-observations" in lines[0]
+    assert not (tmp_path / "s.zarr").exists()

@@ -139,6 +139,10 @@ def prepare(
         writable(cfg, "seedings")
         if observations:
             from flows.prepare_observations import prepare_observations_flow
+            from storage.step_store import StepStore, StoreError
+
+            if not StepStore.exists(observations, cfg.stores.storage_options or None):  # before any flow starts
+                raise StoreError(f"{observations}: no observations store; run `seedfield ingest-observations` first")
 
             result = run(prepare_observations_flow, cfg, *period(start, end), observations, force=force,
                          report=str(json_report) if json_report else None, progress_bar=True)
