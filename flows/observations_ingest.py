@@ -89,7 +89,9 @@ def open_or_create(config: SeedfieldConfig, domain: Domain, steps: list[Step]) -
         return store
     return create_observations_store(
         path, steps, domain.lat, domain.lon, domain.land, settings.max_per_step,
-        value_attrs={"long_name": "observed value"},
+        value_attrs={"long_name": f"observed {settings.variable or settings.columns.get('value', 'value')}",
+                     "units": settings.units,
+                     **({"standard_name": settings.standard_name} if settings.standard_name else {})},
         attrs={**config.metadata.attrs(), "source_archive": str(settings.source),
                "grid_source": f"{settings.grid_file} (config key observations.grid_file)",
                "land_mask_source": settings.land_mask_file or "none: every cell is water",
@@ -146,7 +148,7 @@ def _write_step(store: StepStore, step: Step, good: pd.DataFrame, rejected: dict
 
 
 @flow(name="ingest-observations", flow_run_name="ingest-observations-{start}-{end}")
-def ingest_observations_flow(config: SeedfieldConfig, start: dt.date, end: dt.date,
+def ingest_observations_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.datetime | dt.date,
                              report: str | None = None, progress_bar: bool = False) -> dict[str, Any]:
     """Validate the observation files and store each step's good rows (see the module's doc).
 

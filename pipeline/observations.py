@@ -106,6 +106,8 @@ class ObservationSettings(BaseModel):
         "variable (netCDF) name; unmapped ones are looked up by their own name, and in netCDF by CF "
         "attributes (standard_name, axis, cf_role)")
     variable: str | None = Field(None, description="netCDF: the data variable (default: columns.value)")
+    units: str = Field("degree_Celsius", description="units of the values (as the files give them; not converted)")
+    standard_name: str | None = Field(None, description="CF standard name of the values, e.g. sea_surface_temperature")
     valid_range: tuple[float, float] = Field((-3.0, 45.0), description="physical range of the values")
     bad_quality_flags: list[int] = Field(default_factory=list, description="quality flags that make a row bad")
     time_range: tuple[str, str] | None = Field(

@@ -262,6 +262,7 @@ def sample_settings(out: Path, fmt: str) -> dict[str, object]:
     first, last = pd.Timestamp(t.time[0]), pd.Timestamp(t.time[-1]) + pd.Timedelta(minutes=59)
     return {"source": str(out / ("csv" if fmt == "csv" else "netcdf")), "format": fmt, "columns": dict(COLUMNS),
             "valid_range": [-40.0, 45.0], "bad_quality_flags": [3, BAD], "grid_file": str(out / "grid.nc"),
+            "units": "degree_Celsius", "standard_name": "air_temperature", "land_mask_file": str(out / "grid.nc"),
             "step": "1h", "time_range": [first.isoformat(), last.isoformat()], "max_per_step": 256}
 
 

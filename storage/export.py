@@ -1,6 +1,7 @@
 """Export the committed steps of a store to CF-1.11 / ACDD-1.3 netCDF4 files (zlib-compressed).
 
-``export_netcdf`` is what ``seedfield export STORE --netcdf OUT`` runs. Each file holds the
+``export_netcdf`` is what ``seedfield export STORE --netcdf OUT`` runs. An observations store
+is written as CF point files instead (:mod:`storage.observations_export`). Each file holds the
 static variables (grid, bounds, land mask …) and the committed steps of one step, one calendar
 month or the whole selection; its ACDD time coverage is that of the steps it holds, and a line
 of ``history`` says what was exported.
@@ -51,6 +52,8 @@ def export_netcdf(
     steps = store.committed_between(first, last)
     if not steps:
         return []
+    if store.attrs.get("seedfield_store") == "observations":
+        return _export_observations(store, steps, out, per, store_path)
     ds = xr.open_zarr(store_path, consolidated=False, storage_options=storage_options)
     position = {s: i for i, s in enumerate(axis)}  # the time axis read once
     stem = os.path.basename(str(store_path).rstrip("/")).removesuffix(".zarr") or "seedfield"
@@ -65,6 +68,21 @@ def export_netcdf(
                        encoding=_encoding(part, complevel))
         os.replace(path + ".part", path)
         written.append(path)
+    return written
+
+
+def _export_observations(store: StepStore, steps: Sequence[Step], out: str, per: Per, store_path: str) -> list[str]:
+    """An observations store: one CF point (discrete sampling geometry) file per group of steps."""
+    from storage.observations_export import observations_dataset, write_observations_netcdf
+
+    stem = os.path.basename(str(store_path).rstrip("/")).removesuffix(".zarr") or "seedfield"
+    single = per == "all" and out.endswith(".nc")
+    written = []
+    for label, group in _groups(steps, per):
+        path = out if single else os.path.join(out, f"{stem}_{label}.nc")
+        what = (f"exported the committed steps {step_label(group[0])}..{step_label(group[-1])} of "
+                f"{fs_redacted(store_path)} to netCDF")
+        written.append(write_observations_netcdf(observations_dataset(store, group, what), path))
     return written
 
 
