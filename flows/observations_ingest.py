@@ -131,6 +131,13 @@ def _read_files(settings: ObservationSettings, files: list[str], steps: list[Ste
     return pd.concat(tables, ignore_index=True), broken, blocked
 
 
+def step_labels(times: pd.Series, cadence: Cadence) -> pd.Series:
+    """The label of the step of each time (``""`` for NaT), computed once per distinct time."""
+    distinct = pd.unique(times.dropna())
+    label = {t: step_label(cadence.step_of(pd.Timestamp(t).to_pydatetime())) for t in distinct}
+    return pd.Series([label.get(t, "") for t in times.to_numpy()], index=times.index, dtype=object)
+
+
 def _write_step(store: StepStore, step: Step, good: pd.DataFrame, rejected: dict[str, int],
                 files: list[str], width: int) -> str:
     """Store one step; ``"ok"`` when written, ``"unchanged"`` when the stored step is the same."""
@@ -163,27 +170,28 @@ def ingest_observations_flow(config: SeedfieldConfig, start: dt.datetime | dt.da
     cadence = settings.cadence
     steps = cadence.steps(start, end)
     domain = observation_domain(settings)
-    store = open_or_create(config, domain, steps)
     files = list_observation_files(str(settings.source), settings.format, settings.storage_options or None)
+    store = open_or_create(config, domain, steps)  # only once the source is known to hold files
     with RunProgress(len(files) + len(steps), f"observations {start}…{end}", key="ingest-observations-progress",
                      show_bar=progress_bar) as progress:
         rows, broken, blocked = _read_files(settings, files, steps, cadence, progress)
         table, reasons = validate_observations(rows, settings, domain)
-        step_of = pd.Series([step_label(cadence.step_of(t.to_pydatetime())) if not pd.isna(t) else ""
-                             for t in table["time"]], index=table.index)
+        step_of = step_labels(table["time"], cadence)
+        rows_of = step_of.groupby(step_of, sort=False).indices  # label → positions, in the table's order
+        ok_reason = (reasons == "").to_numpy()
         wanted = {step_label(s) for s in steps}
         width = settings.max_per_step
         results = []
         for step in steps:
             label = step_label(step)
-            here = (step_of == label).to_numpy()
-            good_idx = np.flatnonzero(here & (reasons == "").to_numpy())
+            here = np.asarray(rows_of.get(label, []), dtype="int64")  # ascending: the canonical order
+            good_idx = here[ok_reason[here]]
             if good_idx.size > width:  # keep the first max_per_step in the canonical order
                 reasons.iloc[good_idx[width:]] = "over_max_per_step"
                 good_idx = good_idx[:width]
-            rejected = count_reasons(reasons[here])
+            rejected = count_reasons(reasons.iloc[here])
             good = table.iloc[good_idx]
-            files = sorted(set(table.loc[here, "file"]))
+            sources = sorted(set(table["file"].iloc[here]))
             if step in blocked:
                 status, why = "failed", "; ".join(broken.values())
                 old = store.marker(step)
@@ -191,13 +199,13 @@ def ingest_observations_flow(config: SeedfieldConfig, start: dt.datetime | dt.da
                     store.commit(step, {"status": "failed", "error": why, "rejected": rejected})
                 else:
                     why += f" (kept the version stored at {old.get('written_at')})"
-            elif not here.any():
+            elif here.size == 0:
                 status, why = "missing", f"no observation in {redact_url(str(settings.source))}"
                 old = store.marker(step)
                 if not (old and old.get("status") == "ok"):
                     store.commit(step, {"status": "missing", "error": why})
             else:
-                status, why = _write_step(store, step, good, rejected, files, width), ""
+                status, why = _write_step(store, step, good, rejected, sources, width), ""
             results.append({"step": label, "status": status, "n_obs": int(good_idx.size), "rejected": rejected,
                             "message": why})
             progress.advance()

@@ -20,7 +20,6 @@ The readers (CSV, Parquet, netCDF CF discrete sampling geometries) are in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -209,7 +208,6 @@ def validate_observations(
     table: pd.DataFrame,
     settings: ObservationSettings,
     domain: Domain,
-    steps: Sequence[Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Sort ``table`` canonically and give each row its reason for being bad (``""`` = good).
 
@@ -217,7 +215,7 @@ def validate_observations(
     row a row came from) are carried along. The checks run in the order of :data:`REASONS`
     and a row gets the first that applies; ``duplicate`` keeps the first of rows with the same
     platform, time and position among the rows that passed the other checks. ``over_max_per_step``
-    (applied per step by :func:`split_steps`) is not decided here.
+    depends on the store and is decided by the ingest flow, per step.
     """
     extra = table.drop(columns=[c for c in OBSERVATION_COLUMNS if c in table.columns]).reset_index(drop=True)
     table = sort_observations(pd.concat([as_observations(table.reset_index(drop=True)), extra], axis=1))

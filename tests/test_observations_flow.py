@@ -53,7 +53,7 @@ def chunks_and_markers(path: Path) -> tuple[dict[str, str], dict[str, dict[str, 
     return chunks, markers
 
 
-@pytest.mark.slow  # two ingests of the whole sample (480 hourly steps each): ~1-2 min on 2 busy cores
+@pytest.mark.slow  # two ingests of the whole sample (480 hourly steps each): ~2 min on 2 busy cores
 def test_the_sample_from_csv_and_from_netcdf_gives_the_same_store(tmp_path, sample):
     stores = {}
     for fmt in ("csv", "netcdf"):
@@ -126,6 +126,25 @@ def test_a_file_with_bad_rows_keeps_its_good_rows_and_reports_each_reason(tmp_pa
     assert StepStore(str(store)).marker(parse_step("2019-03-04T06"))["status"] == "missing"
     status = CliRunner().invoke(app, ["status", str(store)])
     assert status.exit_code == 0 and "missing" in status.output
+    # a store one observation wide keeps the first good row of the canonical order and counts the other
+    narrow = tmp_path / "narrow.zarr"
+    cfg = config_file(tmp_path, sample, "csv", narrow, source=str(src), max_per_step=1)
+    assert ingest(cfg, "2019-03-04T05", "2019-03-04T05", report).exit_code == 0
+    assert json.loads(report.read_text())["steps"][0]["rejected"]["over_max_per_step"] == 1
+    assert read_step_observations(StepStore(str(narrow)), parse_step("2019-03-04T05"))["platform"].tolist() == ["G1"]
+
+
+def test_sample_observations_command_writes_both_formats_and_their_configs(tmp_path):
+    result = CliRunner().invoke(app, ["sample-observations", str(tmp_path / "s"), "--moorings", "2", "--drifters", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "s" / "csv").glob("observations_2019*.csv"))) == 20
+    for name in ("netcdf/drifters_trajectory.nc", "netcdf/moorings_timeseries.nc", "grid.nc",
+                 "observations-csv.toml", "observations-netcdf.toml"):
+        assert (tmp_path / "s" / name).is_file(), name
+    from flows.config import load_config
+
+    cfg = load_config(tmp_path / "s" / "observations-netcdf.toml")
+    assert cfg.observations.format == "netcdf" and cfg.observations.columns["value"] == "temperature"
 
 
 def test_an_unreadable_file_fails_its_day_and_keeps_what_is_stored(tmp_path, sample):
@@ -144,6 +163,11 @@ def test_an_unreadable_file_fails_its_day_and_keeps_what_is_stored(tmp_path, sam
     assert all("observations_20190304.csv: cannot be read as csv" in s["message"] for s in steps)
     assert all("kept the version stored" in s["message"] for s in steps)
     assert chunks_and_markers(store)[0] == {k: v for k, v in before.items() if "/c/" in k}  # nothing lost
+    # a source that does not exist: one line naming it, exit 2, no store made
+    nowhere = config_file(tmp_path, sample, "csv", tmp_path / "none.zarr", source=str(tmp_path / "nope"))
+    result = ingest(nowhere, "2019-03-04T00", "2019-03-04T01")
+    assert result.exit_code == 2 and "nope: does not exist" in result.output
+    assert not (tmp_path / "none.zarr").exists()
 
 
 def test_export_is_a_cf_point_dsg_without_cf_errors(tmp_path, sample):
@@ -196,3 +220,28 @@ def test_a_killed_ingest_is_repaired_by_its_rerun(tmp_path, sample):
             step = parse_step(f"2019-03-04T0{h}")
             pd.testing.assert_frame_equal(read_step_observations(StepStore(str(store)), step),
                                           read_step_observations(StepStore(str(ref)), step))
+
+
+def test_the_ui_shows_the_refused_rows_per_step_and_reason(tmp_path, sample):
+    """The flow's Prefect artifacts: a table with the good and refused rows of each step by reason,
+    and a markdown summary; the flow called directly as part B's daily/backfill will."""
+    import datetime as dt
+
+    from flows.config import load_config
+    from flows.observations_ingest import ingest_observations_flow
+    from tests.test_model_flows import run_artifacts
+
+    cfg = load_config(config_file(tmp_path, sample, "csv", tmp_path / "o.zarr"))
+    state = ingest_observations_flow(cfg, dt.datetime(2019, 3, 4, 0), dt.datetime(2019, 3, 4, 5), return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    run_id = state.state_details.flow_run_id
+    table, = run_artifacts(run_id, "ingest-observations-steps")
+    rows = json.loads(table.data)
+    assert [r["step"] for r in rows] == [f"2019-03-04T0{h}" for h in range(6)]
+    assert [r["good"] for r in rows] == [s["n_obs"] for s in result["steps"]]
+    refused = {k: sum(r.get(k, 0) for r in rows) for k in result["rejected"]}
+    assert refused == result["rejected"] and sum(refused.values()) > 0  # this period holds bad rows
+    summary, = run_artifacts(run_id, "ingest-observations-summary")
+    assert "| refused because | rows |" in summary.data
+    assert all(f"| {k} | {v} |" in summary.data for k, v in result["rejected"].items())
