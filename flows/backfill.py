@@ -28,6 +28,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.config import ConfigError, SeedfieldConfig
+from flows.daily_observations import ingest_and_prepare, observation_cadence, uses_observations
 from flows.dask_runtime import shared_dask
 from flows.infer import infer_flow, written_by
 from flows.ingest import ingest_flow, known_cadence
@@ -76,9 +77,10 @@ def run_backfill(
 ) -> dict[str, Any]:
     """The body of the backfill flow (also used by the deployment's entry flow); needs a flow run."""
     logger = get_run_logger()
-    if not config.archive.source:
-        raise ConfigError("config key 'archive.source': not set; the backfill needs the archive")
-    cadence = known_cadence(config)
+    observed = uses_observations(config)  # scattered observations in place of the gridded archive
+    if not config.archive.source and not observed:
+        raise ConfigError("config key 'archive.source' (or 'observations.source'): not set; the backfill needs one")
+    cadence = observation_cadence(config) if observed else known_cadence(config)
     ranges = chunk_ranges(start, end, chunk_days, cadence)
     registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     model_id = registry.resolve(model_id)
@@ -110,8 +112,11 @@ def run_backfill(
                     t0 = time.perf_counter()
                     lo, hi = todo[0], todo[-1]
                     try:
-                        run_flow(ingest_flow, cfg, lo, hi)
-                        run_flow(prepare_flow, cfg, lo, hi, force=force)
+                        if observed:
+                            ingest_and_prepare(cfg, lo, hi, force=force)
+                        else:
+                            run_flow(ingest_flow, cfg, lo, hi)
+                            run_flow(prepare_flow, cfg, lo, hi, force=force)
                         result = run_flow(infer_flow, cfg, lo, hi, model_id, force=force)
                     except Exception as exc:
                         chunk_rows.append({**row, "outcome": f"crashed: {type(exc).__name__}: {exc}"[:300],

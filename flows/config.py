@@ -172,6 +172,8 @@ class EvaluateSettings(_Section):
         "its cost grows with steps × cells × EOFs (240 steps of a 128×256 domain: ~8 min on 2 cores)"
     )
     kriging: bool = Field(True, description="ordinary kriging with a variogram fitted on the training sensors")
+    cv_folds: int = Field(5, ge=2, description="leave-platform-out cross-validation (observations): platform folds")
+    cv_seed: int = Field(0, ge=0, description="seed of the platforms' fold draw (fixed per platform over the whole period)")
 
 
 class CompareSettings(_Section):

@@ -94,7 +94,11 @@ def _qa_rows(rows: list[dict[str, Any]], raw: StepStore, qa_threshold: float | N
             "qa_rebin_bias": r.get("qa_rebin_bias"), "qa": qa,
             # scores at withheld real sensors (no truth needed): the model's and cubic's
             "qa_cv_model_rmse": r.get("qa_cv_model_rmse"), "qa_cv_cubic_rmse": r.get("qa_cv_cubic_rmse"),
-            "source": str(m.get("source", "")).rsplit("/", 1)[-1],
+            # from observations: whole platforms withheld, linear and kriging scored too
+            **({k: r.get(k) for k in ("qa_cv_linear_rmse", "qa_cv_kriging_rmse", "qa_cv_n", "qa_cv_kind")}
+               if r.get("qa_cv_kind") == "platform" else {}),
+            "source": str(m.get("source", "")).rsplit("/", 1)[-1]
+            or ", ".join(str(f).rsplit("/", 1)[-1] for f in m.get("files", [])),
             "preliminary": bool(m.get("preliminary", False)), "message": r.get("message", ""),
         })
     return table
@@ -120,8 +124,14 @@ def run_daily(
 ) -> dict[str, Any]:
     """The body of the daily flow (also used by the deployment's entry flow); needs a flow run."""
     logger = get_run_logger()
+    if config.observations.source:  # scattered observations in place of (or beside) a gridded archive
+        from flows.daily_observations import daily_observation_steps
+
+        model_id = ModelRegistry(config.stores.registry, config.stores.storage_options).resolve(model_id)
+        targets, rows, source = daily_observation_steps(config, day, model_id, qa_threshold)
+        return report_daily(config, day, model_id, qa_threshold, targets, rows, [], source)
     if not config.archive.source:
-        raise ConfigError("config key 'archive.source': not set; the daily run needs the archive")
+        raise ConfigError("config key 'archive.source' (or 'observations.source'): not set; the daily run needs one")
     if preliminary_window < 0:
         raise ConfigError(f"preliminary_window must be ≥ 0, got {preliminary_window}")
     registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
@@ -163,6 +173,15 @@ def run_daily(
             m = raw.marker(step) if StepStore.exists(raw.path, opts) else None
             rows.insert(0, {"day": step_label(step), "status": (m or {}).get("status", "missing"),
                             "message": (m or {}).get("error") or "the step could not be ingested"})
+    return report_daily(config, day, model_id, qa_threshold, targets, rows, reingested, raw)
+
+
+def report_daily(config: SeedfieldConfig, day: dt.date, model_id: str, qa_threshold: float | None,
+                 targets: list[dt.date], rows: list[dict[str, Any]], reingested: list[dt.date],
+                 source: StepStore) -> dict[str, Any]:
+    """QA, artifacts and the result of a daily run; ``source`` is the store the steps came from
+    (raw, or observations), whose markers name the files."""
+    logger = get_run_logger()
     rows.sort(key=lambda r: r["day"])
     flagged = [r["day"] for r in rows if qa_threshold is not None and (r.get("qa_rebin_rmse") or 0) > qa_threshold]
     for d in flagged:
@@ -172,7 +191,7 @@ def run_daily(
         if r["status"] not in DONE:
             logger.warning("%s %s: %s", r["day"], r["status"], r.get("message", ""))
     counts = summarise(StepOutcome(r["day"], r["status"]) for r in rows)
-    table = _qa_rows(rows, raw, qa_threshold)
+    table = _qa_rows(rows, source, qa_threshold)
     create_table_artifact(table, key="daily-qa", description=f"daily run {day}: per-day QA, model {model_id}")
     ql = _quicklook(config, targets[-1], model_id) if targets else None
     if ql:

@@ -16,6 +16,7 @@ from flows.config import SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
 from flows.evaluate_job import evaluate_days_job, reconstructions
 from flows.infer import engine_for, predict_days
+from flows.platform_cv import cv_markdown_table
 from flows.prepare import chunks
 from flows.progress import RunProgress
 from flows.windowed import run_windowed
@@ -25,7 +26,7 @@ from pipeline.plots import comparison_maps, spectra_plot
 from pipeline.steps import parse_step, step_label
 from storage.model_registry import ModelRegistry
 from storage.raw_store import raw_variable
-from storage.seedings_store import read_sensors
+from storage.seedings_store import has_platforms, read_sensors
 from storage.step_store import StepStore, StoreError
 
 METRICS = ("rmse", "mae", "bias", "psnr", "ssim", "hfen")
@@ -76,7 +77,7 @@ def evaluate_flow(
     registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
     model_id = registry.resolve(model_id)
     meta = registry.meta(model_id)
-    seedings, raw = StepStore(config.stores.seedings, opts), StepStore(config.stores.raw, opts)
+    seedings = StepStore(config.stores.seedings, opts)
     days = seedings.committed_between(start, end)
     if not days:
         raise StoreError(f"{seedings.path}: no prepared day in {start}…{end} to evaluate")
@@ -85,16 +86,85 @@ def evaluate_flow(
     if overlap:
         logger.warning("%d evaluated days fall inside the model's training/validation period (up to %s)",
                        len(overlap), trained[1])
-    land = seedings.read_static("land_mask").astype(bool)
-    data_range = config.evaluate.data_range or period_range(raw, days, land.shape, land)
+    observed = has_platforms(seedings)
+    has_truth = StepStore.exists(config.stores.raw, opts)
+    if not has_truth and not observed:
+        raise StoreError(f"{config.stores.raw}: no raw store with the truth to evaluate against")
     ckpt = str(registry.checkpoint(model_id))
     baselines = fit_period_baselines(config, seedings, meta.get("train_period"))
     if isinstance(baselines, FittedBaselines):
         logger.info("baselines fitted on the training sensors %s: %s", meta.get("train_period"), baselines.describe())
+    report: dict[str, Any] = {
+        "model_id": model_id, "period": [step_label(days[0]), step_label(days[-1])], "n_days": len(days),
+        "train_period": meta.get("train_period"), "val_period": meta.get("val_period"), "plots": {},
+        "baselines_fitted_on": meta.get("train_period"),
+        "baselines": baselines.describe() if isinstance(baselines, FittedBaselines) else {},
+    }
+    text = ""
+    if has_truth:
+        rows, methods, data_range = score_against_truth(config, seedings, StepStore(config.stores.raw, opts), days,
+                                                        ckpt, baselines, progress_bar, days_per_task)
+        report.update({
+            "truth_store": config.stores.raw, "data_range": data_range,
+            "data_range_note": "PSNR/SSIM range in °C: truth max−min over the ocean and the period",
+            "methods": methods,
+            "per_day": [{"day": r["day"], **{f"{m}_rmse": round(r["metrics"][m]["rmse"], 5) for m in r["metrics"]}}
+                        for r in rows],
+        })
+        text += f"### Against the full-resolution truth (`{config.stores.raw}`)\n\n" + markdown_table(methods)
+        table = [{"method": n, **{k: round(v, 4) for k, v in m.items()}} for n, m in methods.items()]
+        create_table_artifact(table, key="evaluate-metrics", description=f"{model_id} vs baselines, {days[0]}…{days[-1]}")
+    if observed:
+        cv = run_platform_cv(config, seedings, days, model_id, baselines)
+        report["platform_cv"] = cv
+        text += (f"\n### Leave-platform-out cross-validation ({cv['n_folds']} folds, {cv['n_steps']} steps; "
+                 "scored at the withheld platforms' sensors)\n\n" + cv_markdown_table(cv["methods"]))
+        create_table_artifact([{"method": n, **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}}
+                               for n, m in cv["methods"].items()], key="evaluate-platform-cv",
+                              description=f"{model_id} vs baselines at withheld platforms, {days[0]}…{days[-1]}")
+    if plots_dir and has_truth:
+        report["plots"] = make_plots(config, Path(plots_dir), rows, model_id, seedings, StepStore(config.stores.raw, opts),
+                                     baselines)
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(report, indent=1))
+    Path(json_path).with_suffix(".md").write_text(f"## Evaluation of `{model_id}` over {days[0]} … {days[-1]}\n\n{text}")
+    create_markdown_artifact(
+        f"## Evaluation of `{model_id}` over {days[0]} … {days[-1]} ({len(days)} days)\n\n{text}"
+        + "".join(f"\n![{k}]({v})\n" for k, v in report["plots"].items()),
+        key="evaluate-summary",
+    )
+    logger.info("evaluation over %d days:\n%s", len(days), text)
+    return report
+
+
+def run_platform_cv(config: SeedfieldConfig, seedings: StepStore, days: list[dt.date], model_id: str,
+                    baselines: FittedBaselines | bool) -> dict[str, Any]:
+    """Leave-platform-out scores of the model and every baseline (no truth needed)."""
+    from flows.platform_cv import platform_cv_scores
+
+    engine, _ = engine_for(ModelRegistry(config.stores.registry, config.stores.storage_options), model_id,
+                           config.infer.model_copy(update={"device": "cpu"}))
+    fitted = baselines if isinstance(baselines, FittedBaselines) else None
+    return platform_cv_scores(engine, seedings, days, config.evaluate.cv_folds, config.evaluate.cv_seed, fitted)
+
+
+def score_against_truth(
+    config: SeedfieldConfig, seedings: StepStore, raw: StepStore, days: list[dt.date], ckpt: str,
+    baselines: FittedBaselines | bool, progress_bar: bool, days_per_task: int,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]], float]:
+    """Per-step rows, mean metrics per method and the PSNR/SSIM data range, against the raw store."""
+    land = seedings.read_static("land_mask").astype(bool)
+    for name, n in (("lat", land.shape[0]), ("lon", land.shape[1])):
+        theirs = raw.read_static(name)[:n]
+        if theirs.shape != (n,) or not np.allclose(theirs, seedings.read_static(name), atol=1e-6):
+            raise StoreError(f"{raw.path}: its {name} differs from the seedings store's grid; the truth must be "
+                             "on the grid the sensors were binned to")
+    data_range = config.evaluate.data_range or period_range(raw, days, land.shape, land)
     job = {"raw_path": raw.path, "seedings_path": seedings.path, "checkpoint": ckpt,
            "infer_settings_json": config.infer.model_copy(update={"device": "cpu"}).model_dump_json(),
-           "data_range": data_range, "storage_options": opts, "baselines": baselines}
+           "data_range": data_range, "storage_options": raw.storage_options, "baselines": baselines}
     rows: list[dict[str, Any]] = []
+    start, end = days[0], days[-1]
     with dask_client(config.dask), RunProgress(len(days), f"evaluate {start}…{end}", "evaluate-progress", progress_bar) as progress:
         for group, result in run_windowed(
             lambda g: on_dask.submit(f"evaluate-{step_label(g[0])}-to-{step_label(g[-1])}", evaluate_days_job, {"days": g, **job}),
@@ -113,29 +183,7 @@ def evaluate_flow(
         costs = [r["ms"][name] for r in rows if name in r.get("ms", {})]
         if costs:
             m["ms_per_field"] = float(np.mean(costs))
-    per_day = [{"day": r["day"], **{f"{m}_rmse": round(r["metrics"][m]["rmse"], 5) for m in r["metrics"]}} for r in rows]
-    report: dict[str, Any] = {
-        "model_id": model_id, "period": [step_label(days[0]), step_label(days[-1])], "n_days": len(days),
-        "data_range": data_range, "data_range_note": "PSNR/SSIM range in °C: truth max−min over the ocean and the period",
-        "train_period": meta.get("train_period"), "val_period": meta.get("val_period"),
-        "methods": methods, "per_day": per_day, "plots": {},
-        "baselines_fitted_on": meta.get("train_period"),
-        "baselines": baselines.describe() if isinstance(baselines, FittedBaselines) else {},
-    }
-    if plots_dir:
-        report["plots"] = make_plots(config, Path(plots_dir), rows, model_id, seedings, raw, baselines)
-    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_path).write_text(json.dumps(report, indent=1))
-    table = [{"method": n, **{k: round(v, 4) for k, v in m.items()}} for n, m in methods.items()]
-    create_table_artifact(table, key="evaluate-metrics", description=f"{model_id} vs baselines, {days[0]}…{days[-1]}")
-    create_markdown_artifact(
-        f"## Evaluation of `{model_id}` over {days[0]} … {days[-1]} ({len(days)} days)\n\n"
-        f"PSNR/SSIM data range {data_range:.2f} °C.\n\n" + markdown_table(methods)
-        + "".join(f"\n![{k}]({v})\n" for k, v in report["plots"].items()),
-        key="evaluate-summary",
-    )
-    logger.info("evaluation over %d days:\n%s", len(days), markdown_table(methods))
-    return report
+    return rows, methods, data_range
 
 
 def make_plots(config: SeedfieldConfig, out: Path, rows: list[dict[str, Any]], model_id: str,

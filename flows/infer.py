@@ -25,7 +25,7 @@ from pipeline.steps import step_label
 from storage.cf import code_version
 from storage.model_registry import ModelRegistry
 from storage.output_store import create_output_store
-from storage.seedings_store import seeding_params
+from storage.seedings_store import has_platforms, seeding_params
 from storage.step_store import StepStore, StoreError
 
 
@@ -165,9 +165,14 @@ def infer_days_task(label: str, config: SeedfieldConfig, model_id: str, days: li
     hr = predict_days(engine, seedings, todo, (lr_mean, lr_count))
     cv: dict[dt.date, dict[str, float]] = {}
     if cross_validate:
-        from flows.sensornet import withheld_scores
+        if has_platforms(seedings):  # real observations: whole platforms withheld
+            from flows.platform_cv import platform_qa
 
-        cv = _FORWARD.submit(withheld_scores, engine, seedings, todo, config.infer.cv_fraction).result()
+            cv = _FORWARD.submit(platform_qa, config, engine, seedings, todo, model_id).result()
+        else:
+            from flows.sensornet import withheld_scores
+
+            cv = _FORWARD.submit(withheld_scores, engine, seedings, todo, config.infer.cv_fraction).result()
     native_shape = (lr_mean.shape[1] * bin_size, lr_mean.shape[2] * bin_size)
     for i, (day, field) in enumerate(zip(todo, hr, strict=True)):
         # a SensorNet field is already native and land-masked; an HR field is regridded

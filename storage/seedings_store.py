@@ -40,8 +40,12 @@ def create_seedings_store(
     attrs: Mapping[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
     cadence: Cadence = DAILY,
+    platforms: bool = False,
 ) -> StepStore:
-    """Create the seedings template (steps of ``cadence``). ``lat``/``lon``/``land_mask`` are already trimmed."""
+    """Create the seedings template (steps of ``cadence``). ``lat``/``lon``/``land_mask`` are already trimmed.
+
+    ``platforms``: the sensors are real observations; a per-sensor ``sensor_platform`` code is
+    kept for leave-platform-out cross-validation (names in each step's commit marker)."""
     lat_lr, lon_lr = block_centres(lat, bin_size), block_centres(lon, bin_size)
     lat_hr, lon_hr = block_centres(lat, hr_cell), block_centres(lon, hr_cell)
     # One horizontal coordinate set: the native grid (lat, lon) is the only one with coordinate
@@ -83,6 +87,12 @@ def create_seedings_store(
             "flag_values": [0, 1], "flag_meanings": "empty seeded", "comment": "HR grid" + hr_where,
             "coverage_content_type": "qualityInformation"}),
     }
+    if platforms:
+        daily["sensor_platform"] = StepVar(("time", "sensor"), "int32", -1, {
+            "long_name": "code of the platform whose observations the sensor averages",
+            "comment": "a stable hash of the platform name (names in the step's commit marker); "
+                       "-1 = no platform named, or padding; -2 = the cell mixes several platforms",
+            "units": "1", "coverage_content_type": "auxiliaryInformation"})
     nan_lr = np.full((len(lat_lr), len(lon_lr)), np.nan, "float32")
     nan_hr = np.full((len(lat_hr), len(lon_hr)), np.nan, "float32")
 
@@ -139,6 +149,18 @@ def read_norm_stats(store: StepStore) -> dict[str, np.ndarray]:
     if "norm_period_start" not in store.attrs:
         raise KeyError(f"{store.path}: no normalisation statistics yet; run `seedfield prepare` first")
     return {name: store.read_static(name) for name in NORM_VARIABLES}
+
+
+def has_platforms(store: StepStore) -> bool:
+    """Whether the store's sensors are observations with platform codes."""
+    return "sensor_platform" in store.group
+
+
+def read_platform_sensors(store: StepStore, step: dt.date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step's sensors as ``(flat index int64, value float32, platform code int32)``, padding dropped."""
+    s = store.read_step(step, ["sensor_index", "sensor_value", "sensor_platform"])
+    keep = s["sensor_index"] >= 0
+    return s["sensor_index"][keep].astype("int64"), s["sensor_value"][keep], s["sensor_platform"][keep].astype("int32")
 
 
 def read_sensors(store: StepStore, steps: Sequence[dt.date]) -> list[tuple[np.ndarray, np.ndarray]]:

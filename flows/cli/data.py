@@ -114,14 +114,18 @@ def prepare(
     stats_start: Annotated[str | None, typer.Option(help="normalisation period start (default: --start)")] = None,
     stats_end: Annotated[str | None, typer.Option(help="normalisation period end (default: --end)")] = None,
     force: Annotated[bool, typer.Option(help="re-seed days already prepared")] = False,
+    observations: Annotated[str | None, typer.Option(
+        help="bin the real observations of this observations store (from `seedfield ingest-observations`) "
+             "instead of drawing random sensors from the raw store")] = None,
     dask_address: DaskOpt = None,
     workers: WorkersOpt = None,
     json_report: JsonOpt = None,
     config: ConfigOpt = None,
     store: StoreAlias = None,
 ) -> None:
-    """Seed random sensors per day, bin them into LR inputs and HR sparse targets, and compute
-    the normalisation statistics, into the seedings store."""
+    """Seed random sensors per day (or, with --observations, bin the observations of each step),
+    bin them into LR inputs and HR sparse targets, and compute the normalisation statistics,
+    into the seedings store."""
     try:
         cfg = load(
             config, **{
@@ -133,10 +137,20 @@ def prepare(
             },
         )
         writable(cfg, "seedings")
-        from flows.prepare import prepare_flow
+        if observations:
+            from flows.prepare_observations import prepare_observations_flow
+            from storage.step_store import StepStore, StoreError
 
-        result = run(prepare_flow, cfg, *period(start, end), force=force,
-                     report=str(json_report) if json_report else None, progress_bar=True)
+            if not StepStore.exists(observations, cfg.stores.storage_options or None):  # before any flow starts
+                raise StoreError(f"{observations}: no observations store; run `seedfield ingest-observations` first")
+
+            result = run(prepare_observations_flow, cfg, *period(start, end), observations, force=force,
+                         report=str(json_report) if json_report else None, progress_bar=True)
+        else:
+            from flows.prepare import prepare_flow
+
+            result = run(prepare_flow, cfg, *period(start, end), force=force,
+                         report=str(json_report) if json_report else None, progress_bar=True)
     except user_errors() as exc:
         fail(exc)
     finish(result)

@@ -166,12 +166,20 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the demo writes everything")] = Path("demo-output"),
     quick: Annotated[bool, typer.Option("--quick", help="ten weeks of a small crop, a token training: "
                                         "every stage in a few minutes, no skill to speak of")] = False,
+    observations: Annotated[bool, typer.Option(
+        "--observations", help="scattered observations in (the sample observation archive, through the real "
+        "readers), full fields out; scored against the sample's grid of origin and by leave-platform-out CV")] = False,
 ) -> None:
     """Run the main job end to end on the bundled sample and say where the results are."""
-    from flows.demo import FULL, QUICK, run_demo
-
     try:
-        run_demo(out_dir, console=out, plan=QUICK if quick else FULL)
+        if observations:
+            from flows.demo_observations import run_observations_demo
+
+            run_observations_demo(out_dir, console=out)
+        else:
+            from flows.demo import FULL, QUICK, run_demo
+
+            run_demo(out_dir, console=out, plan=QUICK if quick else FULL)
     except user_errors() as exc:
         fail(exc)
 
