@@ -38,6 +38,7 @@ DAY = dt.date(2019, 1, 1)
 
 
 def _env(home: Path, api_url: str | None) -> dict[str, str]:
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "SEEDFIELD_CACHE_DIR"}
     env.update({"PYTHONPATH": str(REPO), "PREFECT_HOME": str(home / "prefect"),
                 "SEEDFIELD_CACHE_DIR": str(home / "cache"), "PREFECT_LOGGING_LEVEL": "WARNING"})
