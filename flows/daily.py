@@ -131,7 +131,7 @@ def run_daily(
     cadence = known_cadence(config)
     first = day - dt.timedelta(days=preliminary_window)
     purpose = f"daily {day} (flow run {runtime_flow_run.id or 'local'})"
-    with pipeline_locks(config, first, day, purpose) as held, shared_dask(config) as cfg:
+    with pipeline_locks(config, first, day, purpose) as held, shared_dask(config, (day - first).days + 1) as cfg:
         for lock in held:
             for who in lock.took_over:
                 logger.warning("took over a stale lock of %s: %s", lock.store, who)

@@ -21,6 +21,7 @@ from flows.cli.common import (
     RegistryOpt,
     SeedingsOpt,
     WorkersOpt,
+    api_ready,
     app,
     err,
     exit_if_partial,
@@ -169,6 +170,7 @@ def demo(
     from flows.demo import run_demo
 
     try:
+        api_ready()
         run_demo(out_dir, console=out)
     except user_errors() as exc:
         fail(exc)
