@@ -64,3 +64,28 @@ def warn_once(owner: object, what: str, exc: BaseException) -> None:
         return
     owner._api_lost_said = True  # type: ignore[attr-defined]
     log.warning("the Prefect API is gone (%s: %s): %s stops; the work goes on", type(exc).__name__, exc, what)
+
+
+class _EventNoise:
+    """Prefect reports every event it cannot send to a lost API as a warning and an error that
+    repeats the whole event; the first "Unable to connect" says it all."""
+
+    def __init__(self) -> None:
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "failed to process item Event(" in message:
+            return False
+        if message.startswith("Unable to connect to"):
+            if self.said:
+                return False
+            self.said = True
+        return True
+
+
+def quiet_event_errors() -> None:
+    """Keep one line of Prefect's complaints about events a lost API cannot take (the CLI)."""
+    noise = _EventNoise()
+    for name in ("prefect.events.clients", "prefect._internal.concurrency"):
+        logging.getLogger(name).addFilter(noise)

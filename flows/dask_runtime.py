@@ -4,13 +4,14 @@ run of only a few jobs (``[dask] inline_max_jobs``) runs them in the flow's own 
 Starting a LocalCluster and importing the job modules in its workers costs seconds, more than a
 one-day ingest or prepare itself. NetCDF/HDF5 decoding holds a process-wide lock, so worker
 processes pay off only for many files; for a few, the jobs run in the flow's process, each still
-its own Prefect task run (``on_dask`` runs the job in the task's thread).
+its own Prefect task run (``on_dask`` runs the job in the task's thread, one job at a time).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 _ACTIVE: list[Client | None] = []  # None: jobs run in this process
+_INLINE = threading.Lock()
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
 
 
@@ -120,7 +122,8 @@ def _run_on_dask(label: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> 
     (or here, in the task's thread, when the block runs its jobs inline)."""
     client = active_client()
     if client is None:
-        return fn(**kwargs)
+        with _INLINE:  # one job at a time: the netCDF/HDF5 libraries are not thread-safe
+            return fn(**kwargs)
     return client.submit(fn, pure=False, **kwargs).result()
 
 

@@ -107,9 +107,11 @@ def _main() -> None:
     if debug:
         sys.argv.remove("--debug")
     else:
+        from flows.api_loss import quiet_event_errors
         from flows.redaction import quiet_user_error_tracebacks
 
         quiet_user_error_tracebacks((SeedfieldError, OSError), api_errors=True)
+        quiet_event_errors()
     try:
         app(prog_name="seedfield")
     except KeyboardInterrupt:
@@ -136,7 +138,11 @@ def _exit_if_api_lost(exc: Exception, debug: bool) -> None:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     url = API[-1][0] if API else os.environ.get("PREFECT_API_URL")
     err.print(f"[bold red]error:[/] {escape(lost_api_message(url, command, cause))}")
-    sys.exit(EXIT_PARTIAL)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    # Not sys.exit: the exit handlers would wait on Prefect's queues of logs and events for an
+    # API that is gone, and say so after this line. What the command wrote is on disk already.
+    os._exit(EXIT_PARTIAL)
 
 
 if __name__ == "__main__":
