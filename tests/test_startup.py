@@ -113,7 +113,7 @@ def test_local_server_is_started_once_reused_recorded_and_stopped(tmp_path, stop
     assert rc == 0 and "no local Prefect server runs" in out, out
 
 
-def test_a_configured_server_or_the_opt_out_starts_no_local_server(tmp_path):
+def test_a_configured_server_or_the_opt_out_starts_no_local_server(tmp_path, stop_server):
     """PREFECT_API_URL in the environment or in the active Prefect profile is used as it is;
     SEEDFIELD_LOCAL_SERVER=0 leaves Prefect its temporary server; neither writes any state."""
     probe = ("from flows import local_server as s; import sys; "
