@@ -13,6 +13,10 @@ PREFECT_HOME and seedfield cache dir, so nothing of the caller's setup leaks in:
 4. the work itself: the flow body's own time, as the server recorded it (the flow run's
    ``total_run_time``), for each ingest of 3.
 
+Each line gives the best and the median wall time, each run's, and each run's CPU time (user +
+system of the command and its children; a background server it started is not its child): on a
+machine shared with other jobs the CPU time says more than the wall time.
+
 Each ingest writes a new raw store, so every run does the same work. The overhead is the end-to-end
 wall time over the work. Any seedfield-managed background server the runs start is stopped at
 the end (``seedfield server stop``, where the command exists).
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -47,12 +52,21 @@ def _env(home: Path, api_url: str | None) -> dict[str, str]:
     return env
 
 
-def seedfield(args: list[str], env: dict[str, str], check: bool = True) -> float:
+#: CPU seconds (user + system) of each ``seedfield`` process and its children, by label: less
+#: sensitive than wall time to other jobs on a shared machine.
+CPU: dict[str, list[float]] = {}
+
+
+def seedfield(args: list[str], env: dict[str, str], check: bool = True, label: str | None = None) -> float:
     """Wall time of one ``seedfield`` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=REPO,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if label:
+        CPU.setdefault(label, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     if check and proc.returncode != 0:
         raise SystemExit(f"seedfield {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return seconds
@@ -102,9 +116,12 @@ def flow_seconds(url: str) -> list[float]:
     return asyncio.run(read())
 
 
-def show(label: str, times: list[float]) -> None:
+def show(label: str, times: list[float], cpu: str | None = None) -> None:
     each = ", ".join(f"{t:.1f}" for t in times)
-    print(f"{label:<44} best {min(times):6.2f} s  median {statistics.median(times):6.2f} s  ({each})")
+    line = f"{label:<48} best {min(times):6.2f} s  median {statistics.median(times):6.2f} s  ({each})"
+    if cpu in CPU:
+        line += f"  cpu {', '.join(f'{t:.1f}' for t in CPU[cpu])} s"
+    print(line)
 
 
 def main() -> None:
@@ -118,23 +135,23 @@ def main() -> None:
     bare = _env(work / "bare", None)
     seedfield(["sample-archive", str(work / "archive"), "--start", DAY.isoformat(), "--days", "1"], bare)
 
-    show("seedfield --help", [seedfield(["--help"], bare) for _ in range(args.runs)])
+    show("seedfield --help", [seedfield(["--help"], bare, label="help") for _ in range(args.runs)], "help")
 
     try:
-        no_server = [seedfield(ingest_args(work, f"bare-{i}"), bare) for i in range(args.runs)]
+        no_server = [seedfield(ingest_args(work, f"bare-{i}"), bare, label="bare") for i in range(args.runs)]
     finally:
         seedfield(["server", "stop"], bare, check=False)
-    show("ingest 1 day, no server configured", no_server)
+    show("ingest 1 day, no server configured", no_server, "bare")
 
     proc, url = start_server(work / "served")
     try:
         served_env = _env(work / "served", url)
-        served = [seedfield(ingest_args(work, f"served-{i}"), served_env) for i in range(args.runs)]
+        served = [seedfield(ingest_args(work, f"served-{i}"), served_env, label="served") for i in range(args.runs)]
         work_s = flow_seconds(url)[-args.runs:]
     finally:
         proc.terminate()
         proc.wait(30)
-    show("ingest 1 day, running server (PREFECT_API_URL)", served)
+    show("ingest 1 day, running server (PREFECT_API_URL)", served, "served")
     show("  the work itself (flow run total_run_time)", work_s)
     print(f"overhead (end to end / work): no server {statistics.median(no_server) / statistics.median(work_s):.1f}x, "
           f"running server {statistics.median(served) / statistics.median(work_s):.1f}x")
