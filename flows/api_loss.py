@@ -49,13 +49,15 @@ def api_lost(exc: BaseException) -> BaseException | None:
     return None
 
 
-def lost_api_message(url: str | None, command: str, cause: BaseException) -> str:
+def lost_api_message(url: str | None, command: str, cause: BaseException, rerun: str = "") -> str:
+    """The CLI's line; ``rerun``: what to add to the same command to resume (``--model-id …``)."""
     from pipeline.secrets import redact_text, redact_url
 
     where = redact_url(url) if url else "(unknown URL)"
     what = redact_text(str(cause).strip() or type(cause).__name__)
+    again = f"the same command with {rerun}" if rerun else "the same command"
     return (f"lost the Prefect API at {where} during `seedfield {command}`: {type(cause).__name__}: {what}; "
-            "the committed steps and checkpoints are kept — re-run the same command to resume")
+            f"the committed steps and checkpoints are kept — re-run {again} to resume")
 
 
 def warn_once(owner: object, what: str, exc: BaseException) -> None:

@@ -35,6 +35,8 @@ from storage.model_registry import ModelRegistry, local_dir
 from storage.seedings_store import seeding_params
 from storage.step_store import StepStore, StoreError
 
+#: The model id of this process's latest training (the CLI's line about a lost API names it).
+TRAINING: dict[str, str] = {}
 TRAIN_TAG = "training"  # a label for the UI; one training at a time is flows.train.training_slot
 
 
@@ -162,6 +164,7 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
     logger = get_run_logger()
     show_bar = want_bar(progress_bar)
     model_id = model_id or ModelRegistry.new_id(config.train.architecture)
+    TRAINING["model_id"] = model_id  # the CLI names it when the run is interrupted
     store = StepStore(config.stores.seedings, config.stores.storage_options or None)
     if not StepStore.exists(store.path, store.storage_options):
         raise StoreError(f"{store.path}: no seedings store; run `seedfield prepare` first")

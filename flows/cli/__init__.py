@@ -137,7 +137,11 @@ def _exit_if_api_lost(exc: Exception, debug: bool) -> None:
         return
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     url = API[-1][0] if API else os.environ.get("PREFECT_API_URL")
-    err.print(f"[bold red]error:[/] {escape(lost_api_message(url, command, cause))}")
+    rerun = ""
+    model_id = getattr(sys.modules.get("flows.train"), "TRAINING", {}).get("model_id")
+    if command == "train" and model_id and "--model-id" not in sys.argv:
+        rerun = f"--model-id {model_id}"  # without it the re-run would train a new, timestamped id
+    err.print(f"[bold red]error:[/] {escape(lost_api_message(url, command, cause, rerun))}")
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     # Not sys.exit: the exit handlers would wait on Prefect's queues of logs and events for an
