@@ -126,6 +126,9 @@ class DaskSettings(_Section):
     n_workers: int = Field(2, ge=1, description="LocalCluster worker processes")
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = Field("4GiB", description="per LocalCluster worker")
+    inline_max_jobs: int = Field(
+        2, ge=0, description="a run of at most this many jobs runs them in its own process, without "
+                             "starting a LocalCluster (0: always a cluster); ignored when address is set")
 
 
 class StatsSettings(_Section):

@@ -141,7 +141,9 @@ def run_daily(
     cadence = known_cadence(config)
     first = day - dt.timedelta(days=preliminary_window)
     purpose = f"daily {day} (flow run {runtime_flow_run.id or 'local'})"
-    with pipeline_locks(config, first, day, purpose) as held, shared_dask(config) as cfg:
+    # Its subflows mostly submit a job or two (the day, a refreshed preliminary day): no shared
+    # cluster; each runs its jobs in this process or starts a cluster when it has more.
+    with pipeline_locks(config, first, day, purpose) as held, shared_dask(config, jobs=1) as cfg:
         for lock in held:
             for who in lock.took_over:
                 logger.warning("took over a stale lock of %s: %s", lock.store, who)

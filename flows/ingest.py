@@ -213,7 +213,7 @@ def ingest_flow(
     window = 2 * (config.dask.n_workers * config.dask.threads_per_worker)
     n = config.ingest.files_per_task
     groups = [index.files[i : i + n] for i in range(0, len(index.files), n)]
-    with dask_client(config.dask), RunProgress(
+    with dask_client(config.dask, len(groups)), RunProgress(
         len(index.files), f"ingest {start}…{end}", key="ingest-progress", show_bar=progress_bar
     ) as progress:
         for group, result in run_windowed(

@@ -167,7 +167,7 @@ def prepare_flow(
     }
     outcomes: list[StepOutcome] = []
     groups = chunks(days, days_per_task)
-    with dask_client(config.dask):
+    with dask_client(config.dask, len(groups)):
         with RunProgress(len(days), f"prepare {start}…{end}", "prepare-progress", progress_bar) as progress:
             for group, result in run_windowed(
                 lambda g: on_dask.submit(

@@ -36,9 +36,12 @@ class RunProgress:
         self._bar: Progress | None = None
         self._task = None
         if FlowRunContext.get() is not None:
-            self._artifact_id = create_progress_artifact(
-                progress=self._percent(), key=key, description=description
-            )
+            try:
+                self._artifact_id = create_progress_artifact(
+                    progress=self._percent(), key=key, description=description
+                )
+            except Exception as exc:
+                self._lost(exc)
             self._sent, self._sent_at = self._percent(), time.monotonic()
         if show_bar:
             self._bar = Progress(
@@ -73,13 +76,28 @@ class RunProgress:
             now, percent = time.monotonic(), self._percent()
             due = now - self._sent_at >= self.min_interval_s or (percent >= 100.0 and self._sent < 100.0)
             if due and percent != self._sent:
-                update_progress_artifact(self._artifact_id, progress=percent)
+                try:
+                    update_progress_artifact(self._artifact_id, progress=percent)
+                except Exception as exc:
+                    self._lost(exc)
                 self._sent, self._sent_at = percent, now
+
+    def _lost(self, exc: Exception) -> None:
+        """A lost Prefect API stops the artifact, not the work (:mod:`flows.api_loss`)."""
+        from flows.api_loss import api_lost, warn_once
+
+        if api_lost(exc) is None:
+            raise exc
+        self._artifact_id = None
+        warn_once(self, "the progress artifact", exc)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._artifact_id is not None and exc_type is None and self._percent() != self._sent:
-            update_progress_artifact(self._artifact_id, progress=self._percent())
+            try:
+                update_progress_artifact(self._artifact_id, progress=self._percent())
+            except Exception as exc:
+                self._lost(exc)
         if self._bar is not None:
             self._bar.stop()

@@ -18,6 +18,7 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.config import SeedfieldConfig
 from flows.dask_runtime import dask_client
@@ -34,6 +35,8 @@ from storage.model_registry import ModelRegistry, local_dir
 from storage.seedings_store import seeding_params
 from storage.step_store import StepStore, StoreError
 
+#: The model id of this process's latest training (the CLI's line about a lost API names it).
+TRAINING: dict[str, str] = {}
 TRAIN_TAG = "training"  # a label for the UI; one training at a time is flows.train.training_slot
 
 
@@ -161,6 +164,7 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
     logger = get_run_logger()
     show_bar = want_bar(progress_bar)
     model_id = model_id or ModelRegistry.new_id(config.train.architecture)
+    TRAINING["model_id"] = model_id  # the CLI names it when the run is interrupted
     store = StepStore(config.stores.seedings, config.stores.storage_options or None)
     if not StepStore.exists(store.path, store.storage_options):
         raise StoreError(f"{store.path}: no seedings store; run `seedfield prepare` first")
@@ -170,11 +174,11 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
                 len(train_days), train_days[0], train_days[-1], len(val_days), val_days[0], val_days[-1])
     norm = None
     if config.train.architecture != "sensornet":  # SensorNet normalises by its own sensor context
-        with dask_client(config.dask):
+        with dask_client(config.dask, jobs=-(-len(train_days) // 32)):  # stream_norm_stats: 32 days a job
             norm = stream_norm_stats(config, store, train_days, seasonal=config.train.seasonal_norm)
     params = seeding_params(store)
     registry = ModelRegistry(config.stores.registry, config.stores.storage_options)
-    with training_slot(config, f"train {model_id}"):
+    with training_slot(config, f"train {model_id} (flow run {runtime_flow_run.id or 'local'})"):
         if registry.stale_workdir(model_id):  # retraining a published id: start afresh, do not resume it
             logger.info("model %s is published; its earlier training's checkpoints are not resumed", model_id)
             registry.drop_workdir(model_id)
@@ -196,15 +200,17 @@ def train_flow(config: SeedfieldConfig, start: dt.datetime | dt.date, end: dt.da
         "processes": result["processes"], "history": result["history"], "seedfield_version": code_version(),
     }
     curve = loss_curve_png(result["history"], f"{model_id} ({config.train.architecture})", result["kept_epoch"])
-    path = registry.publish(model_id, Path(result["kept_checkpoint"]), meta, files={"loss.png": curve})
+    # The summary first: when the Prefect API is gone this fails before anything is published, so
+    # the re-run resumes this training from its checkpoints instead of retraining a published id.
     create_markdown_artifact(
         f"## Model `{model_id}`\n\nTrained on {len(train_days)} days ({train_days[0]} … {train_days[-1]}), "
         f"validated on {len(val_days)} ({val_days[0]} … {val_days[-1]}) in {result['seconds']:.0f} s "
         f"on {result['processes']} process(es).\n\nKept epoch {result['kept_epoch']} "
-        f"(the checkpoint before the validation loss first rose). Published to `{redact_url(path)}`, "
-        f"with its loss curve `loss.png` beside it.",
+        f"(the checkpoint before the validation loss first rose). Published to "
+        f"`{redact_url(registry.url_of(model_id, 'model.pt'))}`, with its loss curve `loss.png` beside it.",
         key="train-summary",
     )
+    path = registry.publish(model_id, Path(result["kept_checkpoint"]), meta, files={"loss.png": curve})
     logger.info("published %s (epoch %s) to %s", model_id, result["kept_epoch"], redact_url(path))
     return {"model_id": model_id, "checkpoint": redact_url(path), "kept_epoch": result["kept_epoch"],
             "seconds": result["seconds"], "history": result["history"]}

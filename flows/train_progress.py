@@ -85,7 +85,15 @@ class TrainingProgress:
                              ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                        for k, v in record.items() if k != self.unit))
         if self.in_flow:
-            create_table_artifact(self.rows, key=self.table_key, description=self.description)
+            try:
+                create_table_artifact(self.rows, key=self.table_key, description=self.description)
+            except Exception as exc:  # a lost API stops the table, not the training (flows.api_loss)
+                from flows.api_loss import api_lost, warn_once
+
+                if api_lost(exc) is None:
+                    raise
+                self.in_flow = False
+                warn_once(self, f"the table of {self.unit}s", exc)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -80,6 +79,8 @@ def template(
     for name, var in daily.items():
         shape = (ntime, *(ds.sizes[d] for d in var.dims[1:]))
         chunks = (1, *shape[1:])
+        import dask.array as da  # here: importing it costs seconds, and only a new store needs it
+
         ds[name] = (var.dims, da.full(shape, var.fill_value, dtype=var.dtype, chunks=chunks), var.attrs)
         if np.issubdtype(np.dtype(var.dtype), np.floating):
             fill = {"_FillValue": var.fill_value}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import urllib.request
 import warnings
 
@@ -12,7 +13,19 @@ from tests.helpers_s3 import S3_BUCKET, S3_KEY, S3_SECRET, free_port
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+# Commands run without PREFECT_API_URL start seedfield's local Prefect server (flows.local_server):
+# this session's own, in its own cache dir, stopped at the end (never the user's ~/.cache one).
+os.environ.setdefault("SEEDFIELD_CACHE_DIR", tempfile.mkdtemp(prefix="seedfield-test-cache-"))
 warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_local_prefect_server():
+    """Stop the local Prefect server a command of this session may have started."""
+    yield
+    from flows import local_server
+
+    local_server.stop()
 
 
 @pytest.fixture(scope="session")

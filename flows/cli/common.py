@@ -96,10 +96,46 @@ def step_bound(value: dt.datetime) -> dt.date:
     return value.date() if value.time() == dt.time(0) else value
 
 
+#: The commands that run flows: they need a Prefect API (:func:`start_api`, :func:`api_ready`).
+FLOW_COMMANDS = frozenset({"ingest", "ingest-observations", "prepare", "train", "infer", "evaluate", "compare", "daily",
+                           "backfill", "demo"})
+#: The API this command uses once :func:`start_api` ran: (URL, True when it is seedfield's local server).
+API: list[tuple[str, bool]] = []
+
+
+def start_api() -> None:
+    """Before a flow command imports anything heavy: use the configured Prefect server, or start
+    (without waiting) or reuse seedfield's local one (:mod:`flows.local_server`)."""
+    from flows import local_server
+
+    url = local_server.begin()
+    configured = None if url else local_server.configured_api_url()
+    API[:] = [(url, True)] if url else [(configured, False)] if configured else []
+
+
+def api_ready() -> None:
+    """Right before the first flow: wait for the local server to answer; a configured server that
+    does not answer is one line, exit 2 (nothing was started)."""
+    from flows import local_server
+
+    if not API:
+        return
+    url, local = API[-1]
+    try:
+        if local:
+            local_server.ready(url)
+        elif not local_server.healthy(url, 10.0):
+            raise local_server.ServerError(f"cannot reach the Prefect API at {url} (PREFECT_API_URL): "
+                                           "is the server running?")
+    except local_server.ServerError as exc:
+        fail(exc)
+
+
 def run(flow: Any, *args: Any, **kwargs: Any) -> Any:
     """:func:`flows.states.run_flow` (imported here: Prefect loads only for commands that run flows)."""
     from flows.states import run_flow
 
+    api_ready()
     return run_flow(flow, *args, **kwargs)
 
 

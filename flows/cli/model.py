@@ -18,6 +18,7 @@ from flows.cli.common import (
     RegistryOpt,
     SeedingsOpt,
     StoreAlias,
+    api_ready,
     app,
     err,
     fail,
@@ -56,6 +57,7 @@ def train(
                               "train.architecture": architecture})
         from flows.train import train_flow
 
+        api_ready()
         result = train_flow(cfg, *period(start, end), model_id)
     except user_errors() as exc:
         fail(exc)
@@ -111,6 +113,7 @@ def evaluate(
                               "stores.registry": registry})
         from flows.evaluate import evaluate_flow, markdown_table
 
+        api_ready()
         report = evaluate_flow(cfg, *period(start, end), str(json_out), model,
                                str(plots) if plots else None, progress_bar=True)
     except user_errors() as exc:
@@ -145,6 +148,7 @@ def compare(
         })
         from flows.compare import compare_flow, markdown_table
 
+        api_ready()
         report = compare_flow(cfg, *period(start, end), str(json_out),
                               str(markdown) if markdown else None, progress_bar=True)
     except user_errors() as exc:

@@ -21,6 +21,7 @@ from flows.cli.common import (
     RegistryOpt,
     SeedingsOpt,
     WorkersOpt,
+    api_ready,
     app,
     err,
     exit_if_partial,
@@ -172,6 +173,7 @@ def demo(
 ) -> None:
     """Run the main job end to end on the bundled sample and say where the results are."""
     try:
+        api_ready()
         if observations:
             from flows.demo_observations import run_observations_demo
 
