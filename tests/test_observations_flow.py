@@ -72,6 +72,7 @@ def test_the_sample_from_csv_and_from_netcdf_gives_the_same_store(tmp_path, samp
     assert stores["csv"] == stores["netcdf"]
 
 
+@pytest.mark.slow  # ~10-20 s: two formats ingested, then re-run
 def test_a_rerun_changes_no_byte_and_both_formats_agree(tmp_path, sample):
     digests, tables = {}, {}
     for fmt in ("csv", "netcdf"):
@@ -147,6 +148,7 @@ def test_sample_observations_command_writes_both_formats_and_their_configs(tmp_p
     assert cfg.observations.format == "netcdf" and cfg.observations.columns["value"] == "temperature"
 
 
+@pytest.mark.slow  # ~5-15 s: two ingest runs
 def test_an_unreadable_file_fails_its_day_and_keeps_what_is_stored(tmp_path, sample):
     src = tmp_path / "src"
     src.mkdir()
@@ -170,6 +172,7 @@ def test_an_unreadable_file_fails_its_day_and_keeps_what_is_stored(tmp_path, sam
     assert not (tmp_path / "none.zarr").exists()
 
 
+@pytest.mark.slow  # ~5-15 s: an ingest, an export and compliance-checker
 def test_export_is_a_cf_point_dsg_without_cf_errors(tmp_path, sample):
     import netCDF4
 
@@ -222,6 +225,7 @@ def test_a_killed_ingest_is_repaired_by_its_rerun(tmp_path, sample):
                                           read_step_observations(StepStore(str(ref)), step))
 
 
+@pytest.mark.slow  # ~5-15 s: an ingest read back through the Prefect API
 def test_the_ui_shows_the_refused_rows_per_step_and_reason(tmp_path, sample):
     """The flow's Prefect artifacts: a table with the good and refused rows of each step by reason,
     and a markdown summary; the flow called directly as part B's daily/backfill will."""

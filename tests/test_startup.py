@@ -135,6 +135,7 @@ def test_a_configured_server_or_the_opt_out_starts_no_local_server(tmp_path, sto
     assert rc == 2 and "SEEDFIELD_LOCAL_SERVER=0" in out, out
 
 
+@pytest.mark.slow  # ~10-15 s: a seedfield process with its own Prefect server
 @pytest.mark.usefixtures("prefect_server")
 def test_a_one_day_ingest_runs_its_job_in_the_flow_process_and_records_its_task_run(tmp_path):
     """No LocalCluster for one file: the job runs in this process (its pid), one task run per
