@@ -23,7 +23,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
@@ -33,6 +33,7 @@ from flows.dask_runtime import shared_dask
 from flows.infer import infer_flow, written_by
 from flows.ingest import ingest_flow, known_cadence
 from flows.locks import pipeline_locks
+from flows.prefect_flow import flow
 from flows.prepare import prepare_flow
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise

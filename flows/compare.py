@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.config import SeedfieldConfig
@@ -31,6 +31,7 @@ from flows.dask_runtime import dask_client
 from flows.evaluate import METRICS, fit_period_baselines, period_range
 from flows.evaluate_job import score_days
 from flows.infer import engine_for, predict_days, read_lr, resolve_device
+from flows.prefect_flow import flow
 from flows.prepare import stream_norm_stats
 from flows.progress import RunProgress
 from flows.sensornet import train_sensornet_task

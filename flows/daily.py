@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
@@ -34,6 +34,7 @@ from flows.dask_runtime import shared_dask
 from flows.infer import infer_flow
 from flows.ingest import ingest_flow, known_cadence
 from flows.locks import pipeline_locks
+from flows.prefect_flow import flow
 from flows.prepare import prepare_flow
 from flows.reports import StepOutcome, summarise
 from flows.states import finish, run_flow

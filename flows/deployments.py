@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, serve
+from prefect import serve
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
@@ -35,6 +35,7 @@ from prefect.types.entrypoint import EntrypointType
 from flows.backfill import run_backfill
 from flows.config import load_config
 from flows.daily import daily_run_name, resolve_day, run_daily
+from flows.prefect_flow import flow
 from flows.states import finish
 from flows.train import train_flow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.config import SeedfieldConfig
@@ -17,6 +17,7 @@ from flows.dask_runtime import dask_client, on_dask
 from flows.evaluate_job import evaluate_days_job, reconstructions
 from flows.infer import engine_for, predict_days
 from flows.platform_cv import cv_markdown_table
+from flows.prefect_flow import flow
 from flows.prepare import chunks
 from flows.progress import RunProgress
 from flows.windowed import run_windowed

@@ -9,11 +9,12 @@ import functools
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from flows.config import InferSettings, SeedfieldConfig
+from flows.prefect_flow import flow
 from flows.prepare import chunks
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise

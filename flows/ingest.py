@@ -7,12 +7,13 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
 from flows.ingest_job import ingest_files_job, record_failure, refresh_land_mask, stored_since
+from flows.prefect_flow import flow
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise, write_report
 from flows.states import finish

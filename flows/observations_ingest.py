@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.config import ConfigError, SeedfieldConfig
+from flows.prefect_flow import flow
 from flows.progress import RunProgress
 from flows.states import finish
 from pipeline.errors import ArchiveError

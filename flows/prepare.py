@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
+from flows.prefect_flow import flow
 from flows.prepare_job import params_digest, prepare_days_job, stats_partial_job
 from flows.progress import RunProgress
 from flows.reports import StepOutcome, any_failed, summarise, write_report

@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.config import ConfigError, SeedfieldConfig
 from flows.dask_runtime import dask_client, on_dask
+from flows.prefect_flow import flow
 from flows.prepare import chunks, compute_norm_stats
 from flows.prepare_job import params_digest
 from flows.prepare_observations_job import (

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.config import SeedfieldConfig
 from flows.dask_runtime import dask_client
+from flows.prefect_flow import flow
 from flows.prepare import stream_norm_stats
 from flows.sensornet import train_sensornet_task
 from flows.train_progress import EPOCHS_KEY, TrainingProgress, rounded, want_bar
