@@ -11,7 +11,9 @@ PREFECT_HOME and seedfield cache dir, so nothing of the caller's setup leaks in:
    ``--runs`` times in a row (the first run may pay for starting what later runs reuse);
 3. the same with a running ``prefect server start`` reached through PREFECT_API_URL;
 4. the work itself: the flow body's own time, as the server recorded it (the flow run's
-   ``total_run_time``), for each ingest of 3.
+   ``total_run_time``), for each ingest of 3;
+5. ``seedfield prepare`` of that one day (seed sensors, bin them, statistics) into a new
+   seedings store, with the same running server, and its flow body's time.
 
 Each line gives the best and the median wall time, each run's, and each run's CPU time (user +
 system of the command and its children; a background server it started is not its child): on a
@@ -77,6 +79,11 @@ def ingest_args(work: Path, name: str) -> list[str]:
             "--raw", str(work / "stores" / f"{name}.zarr")]
 
 
+def prepare_args(work: Path, i: int) -> list[str]:
+    return ["prepare", "--start", DAY.isoformat(), "--end", DAY.isoformat(), "--raw", str(work / "stores" / "served-0.zarr"),
+            "--seedings", str(work / "stores" / f"seedings-{i}.zarr")]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,8 +109,8 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("prefect server start did not answer within 180 s")
 
 
-def flow_seconds(url: str) -> list[float]:
-    """``total_run_time`` of the server's ingest flow runs, oldest first."""
+def flow_seconds(url: str, flow: str) -> list[float]:
+    """``total_run_time`` of the server's runs of ``flow``, oldest first."""
     os.environ["PREFECT_API_URL"] = url
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.sorting import FlowRunSort
@@ -111,7 +118,7 @@ def flow_seconds(url: str) -> list[float]:
     async def read() -> list[float]:
         async with get_client() as client:
             runs = await client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
-            return [r.total_run_time.total_seconds() for r in reversed(runs) if r.name.startswith("ingest")]
+            return [r.total_run_time.total_seconds() for r in reversed(runs) if r.name.startswith(f"{flow}-")]
 
     return asyncio.run(read())
 
@@ -147,12 +154,16 @@ def main() -> None:
     try:
         served_env = _env(work / "served", url)
         served = [seedfield(ingest_args(work, f"served-{i}"), served_env, label="served") for i in range(args.runs)]
-        work_s = flow_seconds(url)[-args.runs:]
+        work_s = flow_seconds(url, "ingest")[-args.runs:]
+        prepared = [seedfield(prepare_args(work, i), served_env, label="prepare") for i in range(args.runs)]
+        prepare_s = flow_seconds(url, "prepare")[-args.runs:]
     finally:
         proc.terminate()
         proc.wait(30)
     show("ingest 1 day, running server (PREFECT_API_URL)", served, "served")
     show("  the work itself (flow run total_run_time)", work_s)
+    show("prepare 1 day, running server (PREFECT_API_URL)", prepared, "prepare")
+    show("  the work itself (flow run total_run_time)", prepare_s)
     print(f"overhead (end to end / work): no server {statistics.median(no_server) / statistics.median(work_s):.1f}x, "
           f"running server {statistics.median(served) / statistics.median(work_s):.1f}x")
 

@@ -35,7 +35,7 @@ def _parameters() -> dict[str, object]:
     return {
         "config": config,
         "start": dt.date(2020, 1, 1),
-        "end": dt.datetime(2020, 1, 2, 6, tzinfo=dt.timezone.utc),
+        "end": dt.datetime(2020, 1, 2, 6, tzinfo=dt.UTC),
         "naive": dt.datetime(2020, 1, 2, 6, 30),
         "report": None,
         "progress_bar": False,
