@@ -1,6 +1,7 @@
-"""seedfield's flows serialise their parameters without FastAPI (:mod:`flows.prefect_flow`): the
+"""seedfield's flows (:mod:`flows.prefect_flow`) serialise their parameters without FastAPI: the
 same JSON as Prefect's own encoder for every kind of parameter they take, secrets still redacted,
-and a flow command never imports FastAPI."""
+and a flow command never imports FastAPI; and their runs end without joining the heartbeat
+thread, which still sends its heartbeats."""
 
 from __future__ import annotations
 
@@ -73,11 +74,55 @@ def test_a_value_without_json_is_a_placeholder_and_the_flow_still_runs():
     assert probe.serialize_parameters({"n": 3}) == {"n": 3}
 
 
+def test_the_heartbeat_thread_is_not_joined_by_the_synchronous_engine():
+    """The wrapper is installed over the Prefect function it expects (a Prefect upgrade that
+    changes its signature fails here, not silently), and always hands it join_on_exit=False."""
+    import contextlib
+    import inspect
+
+    import prefect.flow_engine
+
+    import flows.prefect_flow as module
+
+    installed = prefect.flow_engine._send_heartbeats
+    assert module.HEARTBEATS_NOT_JOINED and installed.seedfield_not_joined
+    assert list(inspect.signature(installed.__wrapped__).parameters) == ["engine", "join_on_exit"]
+
+    calls = []
+
+    @contextlib.contextmanager
+    def spy(engine, join_on_exit=True):  # stands in for Prefect's function
+        calls.append(join_on_exit)
+        yield
+
+    prefect.flow_engine._send_heartbeats = spy
+    try:
+        assert module._heartbeats_not_joined()
+        wrapper = prefect.flow_engine._send_heartbeats
+        with wrapper(object()):
+            pass
+        with wrapper(object(), join_on_exit=True):
+            pass
+        assert module._heartbeats_not_joined() and prefect.flow_engine._send_heartbeats is wrapper  # once only
+    finally:
+        prefect.flow_engine._send_heartbeats = installed
+    assert calls == [False, False]
+
+    def unknown(engine):  # a Prefect whose function takes no join_on_exit: left as it is
+        yield
+
+    prefect.flow_engine._send_heartbeats = unknown
+    try:
+        assert not module._heartbeats_not_joined() and prefect.flow_engine._send_heartbeats is unknown
+    finally:
+        prefect.flow_engine._send_heartbeats = installed
+
+
 @pytest.mark.slow  # 10-15 s: a one-day ingest in its own process (Prefect, xarray and Zarr imports)
 @pytest.mark.usefixtures("prefect_server")
 def test_a_flow_command_does_not_import_fastapi(tmp_path):
     """A one-day ingest through a real server, in its own process: its flow run is recorded with
-    its parameters, and FastAPI (0.3 s of imports) was never loaded."""
+    its parameters and its heartbeat, and FastAPI (0.3 s of imports) was never loaded."""
     from pipeline.sample_archive import write_sample_archive
     from tests.helpers_flows import SMALL_REGION
 
@@ -108,5 +153,27 @@ def test_a_flow_command_does_not_import_fastapi(tmp_path):
             return (await client.read_flow_run(flow_run_id)).parameters
 
     parameters = asyncio.run(recorded())
+    # the run still sent its heartbeat (its first is at the start), though its end did not wait for the thread
+    assert heartbeats(flow_run_id) == ["prefect.flow-run.heartbeat"]
     assert parameters["start"] == "2020-01-01" and parameters["end"] == "2020-01-01"
     assert parameters["config"]["stores"]["raw"] == str(tmp_path / "raw.zarr")
+
+
+def heartbeats(flow_run_id: str) -> list[str]:
+    """Heartbeat events of one flow run, as the server stored them (waits for the event persister)."""
+    import time
+    import urllib.request
+
+    from prefect.settings import PREFECT_API_URL
+
+    body = json.dumps({"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]},
+                                  "any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]}}, "limit": 10}).encode()
+    deadline = time.monotonic() + 60
+    while True:
+        request = urllib.request.Request(f"{PREFECT_API_URL.value()}/events/filter", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            events = json.load(response)["events"]
+        if events or time.monotonic() > deadline:
+            return [e["event"] for e in events]
+        time.sleep(1)
