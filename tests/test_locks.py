@@ -35,6 +35,7 @@ else:
 """
 
 
+@pytest.mark.slow  # ~7 s: six real processes start, race, and the winner holds the lock 3 s
 def test_of_processes_racing_for_overlapping_days_exactly_one_wins(tmp_path):
     store, go = str(tmp_path / "recon.zarr"), tmp_path / "go"
     outs = [tmp_path / f"racer-{i}" for i in range(6)]
