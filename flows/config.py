@@ -23,7 +23,7 @@ from pydantic import (
 
 from model.config import ARCHITECTURES, Network, SensorNetConfig, TrainConfig
 from pipeline.errors import SeedfieldError
-from pipeline.observations import ObservationSettings
+from pipeline.observations import ObservationSettings, ValidRange
 from pipeline.secrets import redact_options, redact_url
 from pipeline.seeding import SeedingParams
 from pipeline.steps import Cadence
@@ -43,7 +43,7 @@ class ArchiveSettings(_Section):
 
     source: str | None = Field(None, description="directory, glob, or URL pattern with {date:%Y%m%d}")
     variable: str = Field("sst", description="the field's variable name in the files")
-    valid_range: tuple[float, float] = Field((-3.0, 45.0), description="physical range, °C")
+    valid_range: ValidRange = Field((-3.0, 45.0), description="physical range, °C")
     step: str | None = Field(
         None,
         description="time step of the store: '1D' (daily), 'Nh' (e.g. '1h', '3h'), '1MS' (monthly) "
@@ -81,13 +81,6 @@ class ArchiveSettings(_Section):
     @classmethod
     def _known_step(cls, v: str | None) -> str | None:
         return None if v is None else Cadence.parse(v).code
-
-    @field_validator("valid_range")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not v[0] < v[1]:
-            raise ValueError(f"must be [low, high] with low < high, got {list(v)}")
-        return v
 
 
 class IngestSettings(_Section):

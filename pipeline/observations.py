@@ -21,11 +21,12 @@ The readers (CSV, Parquet, netCDF CF discrete sampling geometries) are in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -90,6 +91,17 @@ def as_observations(table: pd.DataFrame) -> pd.DataFrame:
     return out[list(OBSERVATION_COLUMNS)]
 
 
+def _ordered(v: tuple[float, float]) -> tuple[float, float]:
+    if not v[0] < v[1]:
+        raise ValueError(f"must be [low, high] with low < high, got {list(v)}")
+    return v
+
+
+#: A physical range ``[low, high]`` of values, validated ``low < high`` (the archive's and the
+#: observations' ``valid_range``).
+ValidRange = Annotated[tuple[float, float], AfterValidator(_ordered)]
+
+
 class ObservationSettings(BaseModel):
     """The ``[observations]`` section: where the raw observation files are, how their columns
     map onto the table format, which rows are bad and how rows are grouped into steps."""
@@ -107,7 +119,7 @@ class ObservationSettings(BaseModel):
     variable: str | None = Field(None, description="netCDF: the data variable (default: columns.value)")
     units: str = Field("degree_Celsius", description="units of the values (as the files give them; not converted)")
     standard_name: str | None = Field(None, description="CF standard name of the values, e.g. sea_surface_temperature")
-    valid_range: tuple[float, float] = Field((-3.0, 45.0), description="physical range of the values")
+    valid_range: ValidRange = Field((-3.0, 45.0), description="physical range of the values")
     bad_quality_flags: list[int] = Field(default_factory=list, description="quality flags that make a row bad")
     time_range: tuple[str, str] | None = Field(
         None, description="[first, last] ISO times of the archive; rows outside are bad (None = any time)")
@@ -144,13 +156,6 @@ class ObservationSettings(BaseModel):
         unknown = sorted(set(v) - set(OBSERVATION_COLUMNS))
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}: expected keys among {list(OBSERVATION_COLUMNS)}")
-        return v
-
-    @field_validator("valid_range")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not v[0] < v[1]:
-            raise ValueError(f"must be [low, high] with low < high, got {list(v)}")
         return v
 
     @model_validator(mode="after")
