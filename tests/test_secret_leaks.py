@@ -93,3 +93,50 @@ def test_no_credential_reaches_logs_reports_stores_or_prefect(tmp_path, dask_clu
     for path in db.parent.glob(db.name + "*"):  # the database and its WAL
         leaks += _found(path.read_bytes(), f"Prefect's database ({path.name})")
     assert not leaks, leaks
+
+
+@pytest.mark.slow  # ~10-20 s: a seedfield process ingesting over HTTP, then show-config
+@pytest.mark.usefixtures("prefect_server")
+def test_no_password_of_an_observation_source_reaches_logs_reports_the_store_or_prefect(tmp_path):
+    """The same search for a raw sensor archive read over HTTP with a password in its URL
+    (`seedfield ingest-observations`): one CSV file, one good and one bad row."""
+    import pandas as pd
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    from pipeline.sample_observations import COLUMNS, write_grid_file
+
+    c = COLUMNS
+    src = tmp_path / "src"
+    src.mkdir()
+    pd.DataFrame([("2019-03-04T05:10:00Z", "G1", 52.0, -3.0, 7.5, 1), ("2019-03-04T05:30:00Z", "B1", 52.0, -3.0, 99.0, 1)],
+                 columns=[c["time"], c["platform"], c["lat"], c["lon"], c["value"], c["quality"]]) \
+        .to_csv(src / "buoys_20190304.csv", index=False)
+    grid = write_grid_file(tmp_path / "grid.nc")
+    store = tmp_path / "obs.zarr"
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    report = tmp_path / "report.json"
+    with serve_directory(src, ("reader", PASSWORD)) as base:
+        source = base.replace("http://", f"http://reader:{PASSWORD}@") + "/buoys_20190304.csv"
+        toml = write_toml(tmp_path / "obs.toml", {
+            "observations.source": source, "observations.format": "csv", "observations.grid_file": str(grid),
+            "observations.step": "1h", "observations.valid_range": [-40.0, 45.0], "stores.observations": str(store)})
+        toml.write_text(toml.read_text() + "[observations.columns]\n"
+                        + "".join(f'{k} = "{v}"\n' for k, v in c.items()))
+        run = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "ingest-observations", "--start", "2019-03-04T05",
+             "--end", "2019-03-04T05", "--config", str(toml), "--json", str(report)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        shown = subprocess.run([sys.executable, "-m", "flows.cli", "show-config", "--config", str(toml)],
+                               cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    body = report.read_text()
+    assert '"n_obs": 1' in body and "out_of_range" in body  # the file was read with the password
+    leaks = _found(run.stdout + run.stderr, "the console") + _found(body, "the report")
+    leaks += _found(shown.stdout + shown.stderr, "show-config")
+    assert "***@127.0.0.1" in shown.stdout
+    for path in sorted(p for p in store.rglob("*") if p.is_file()):
+        leaks += _found(path.read_bytes(), str(path.relative_to(tmp_path)))
+    db = Path(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).split("///", 1)[1])
+    for path in db.parent.glob(db.name + "*"):
+        leaks += _found(path.read_bytes(), f"Prefect's database ({path.name})")
+    assert not leaks, leaks
