@@ -76,6 +76,7 @@ def test_every_command_names_the_stores_alike():
         assert "--registry" in r.output
 
 
+@pytest.mark.slow  # ~5 s: a sample archive ingested through the deprecated option
 def test_store_is_a_deprecated_alias_that_still_works(tmp_path):
     """``--store`` still names the raw store of ingest (here a file, so the error names it) and
     the seedings store of train, with a one-line warning; with a different --raw it is an error."""

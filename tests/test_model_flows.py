@@ -279,6 +279,7 @@ def test_compare_scores_sensornet_beside_the_fitted_baselines(prepared, tmp_path
 
 
 # last in the module: it retrains the module's shared model on another period
+@pytest.mark.slow  # ~4-6 s: a second training and inference of the module's model
 def test_a_model_retrained_under_the_same_id_rewrites_the_days(prepared):
     """The markers record the checkpoint's SHA-256: the same id with new weights is not 'unchanged'
     (a re-run demo once kept the previous model's fields)."""
