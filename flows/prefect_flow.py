@@ -17,8 +17,9 @@ for nothing. Prefect's asynchronous engine does not join it (``join_on_exit=Fals
 :func:`_heartbeats_not_joined` makes the synchronous one do the same: the thread is a daemon that
 stops at its next step and sends no heartbeat for a run in a final state. Heartbeats are still
 sent while the run lasts (tests/test_prefect_flow.py reads one back from the server). This wraps
-a private function of Prefect 3.8: where its signature differs, nothing is changed and the test
-that checks the wrapping fails.
+a private function of Prefect 3.8: where it is missing or its signature differs, nothing is
+changed and the test that checks the wrapping fails. (A heartbeat being sent as the run fails may
+now be recorded just after the Failed state; heartbeats are 180 s apart by default.)
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def flow(**options: Any) -> Callable[[Callable[P, R]], SeedfieldFlow[P, R]]:
 def _heartbeats_not_joined() -> bool:
     """Make the synchronous flow engine end a run without joining its heartbeat thread (see the
     module docstring); True when installed (or already), False when Prefect's function differs."""
-    current = prefect.flow_engine._send_heartbeats
+    current = getattr(prefect.flow_engine, "_send_heartbeats", None)
     if getattr(current, "seedfield_not_joined", False):
         return True
-    if "join_on_exit" not in inspect.signature(current).parameters:
+    if current is None or "join_on_exit" not in inspect.signature(current).parameters:
         return False
 
     @functools.wraps(current)

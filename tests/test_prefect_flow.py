@@ -116,6 +116,11 @@ def test_the_heartbeat_thread_is_not_joined_by_the_synchronous_engine():
         assert not module._heartbeats_not_joined() and prefect.flow_engine._send_heartbeats is unknown
     finally:
         prefect.flow_engine._send_heartbeats = installed
+    del prefect.flow_engine._send_heartbeats  # a Prefect without the function: importing still works
+    try:
+        assert not module._heartbeats_not_joined()
+    finally:
+        prefect.flow_engine._send_heartbeats = installed
 
 
 @pytest.mark.slow  # 10-15 s: a one-day ingest in its own process (Prefect, xarray and Zarr imports)
@@ -154,7 +159,8 @@ def test_a_flow_command_does_not_import_fastapi(tmp_path):
 
     parameters = asyncio.run(recorded())
     # the run still sent its heartbeat (its first is at the start), though its end did not wait for the thread
-    assert heartbeats(flow_run_id) == ["prefect.flow-run.heartbeat"]
+    sent = heartbeats(flow_run_id)
+    assert sent and set(sent) == {"prefect.flow-run.heartbeat"}
     assert parameters["start"] == "2020-01-01" and parameters["end"] == "2020-01-01"
     assert parameters["config"]["stores"]["raw"] == str(tmp_path / "raw.zarr")
 
