@@ -16,6 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 # Commands run without PREFECT_API_URL start seedfield's local Prefect server (flows.local_server):
 # this session's own, in its own cache dir, stopped at the end (never the user's ~/.cache one).
 os.environ.setdefault("SEEDFIELD_CACHE_DIR", tempfile.mkdtemp(prefix="seedfield-test-cache-"))
+SESSION_CACHE_DIR = os.environ["SEEDFIELD_CACHE_DIR"]
 warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy.*")
 
 
@@ -25,6 +26,7 @@ def _stop_local_prefect_server():
     yield
     from flows import local_server
 
+    os.environ["SEEDFIELD_CACHE_DIR"] = SESSION_CACHE_DIR  # whatever a test left there
     local_server.stop()
 
 

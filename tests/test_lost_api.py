@@ -132,17 +132,15 @@ def assert_one_line_exit(rc: int, out: str, command: str) -> None:
 
 
 @pytest.fixture
-def stop_servers(tmp_path):
-    """Stop every local server the test's commands started (each cache dir has its own)."""
+def stop_servers(tmp_path, monkeypatch):
+    """Stop every local server the test's commands started (each cache dir has its own); the
+    session's SEEDFIELD_CACHE_DIR is restored afterwards (by monkeypatch)."""
     yield
     from flows import local_server
 
     for cache in tmp_path.glob("cache-*"):
-        os.environ["SEEDFIELD_CACHE_DIR"] = str(cache)
-        try:
-            local_server.stop()
-        finally:
-            del os.environ["SEEDFIELD_CACHE_DIR"]
+        monkeypatch.setenv("SEEDFIELD_CACHE_DIR", str(cache))
+        local_server.stop()
 
 
 def _config(tmp: Path, name: str, **extra: object) -> Path:

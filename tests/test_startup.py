@@ -61,15 +61,13 @@ def _task_run_names(url: str) -> list[str]:
 
 
 @pytest.fixture
-def stop_server(tmp_path):
+def stop_server(tmp_path, monkeypatch):
+    """Stop the test's local server; the session's SEEDFIELD_CACHE_DIR is restored afterwards."""
     yield
     from flows import local_server
 
-    os.environ["SEEDFIELD_CACHE_DIR"] = str(tmp_path / "cache")
-    try:
-        local_server.stop()
-    finally:
-        del os.environ["SEEDFIELD_CACHE_DIR"]
+    monkeypatch.setenv("SEEDFIELD_CACHE_DIR", str(tmp_path / "cache"))
+    local_server.stop()
 
 
 @pytest.mark.slow  # starts a real Prefect server twice (15–40 s each on 2 shared cores)
