@@ -24,6 +24,16 @@ SENTINELS = (PASSWORD, KEY, SECRET)
 DAYS = [dt.date(2015, 3, 1) + dt.timedelta(days=i) for i in range(3)]
 
 
+def _database_leaks() -> list[str]:
+    """The sentinels in the session Prefect server's SQLite database and its WAL."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    db = Path(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).split("///", 1)[1])
+    assert db.exists(), db
+    return [leak for path in db.parent.glob(db.name + "*") for leak in _found(path.read_bytes(),
+                                                                            f"Prefect's database ({path.name})")]
+
+
 def _found(blob: bytes | str, where: str) -> list[str]:
     data = blob.encode() if isinstance(blob, str) else blob
     return [f"{s} in {where}" for s in SENTINELS if s.encode() in data]
@@ -37,7 +47,7 @@ def test_no_credential_reaches_logs_reports_stores_or_prefect(tmp_path, dask_clu
     storage_options) or from Prefect Secret blocks the config names (archive.credentials_block
     with username/password, stores.credentials_block with key/secret)."""
     from prefect.blocks.system import Secret
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
+    from prefect.settings import PREFECT_API_URL
 
     from pipeline.sample_archive import write_sample_archive
 
@@ -88,10 +98,7 @@ def test_no_credential_reaches_logs_reports_stores_or_prefect(tmp_path, dask_clu
         leaks += _found(client.get_object(Bucket="leaktest", Key=key)["Body"].read(), f"s3://leaktest/{key}")
     if supplied == "config":
         assert "***@127.0.0.1" in client.get_object(Bucket="leaktest", Key=markers[0])["Body"].read().decode()
-    db = Path(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).split("///", 1)[1])
-    assert db.exists()
-    for path in db.parent.glob(db.name + "*"):  # the database and its WAL
-        leaks += _found(path.read_bytes(), f"Prefect's database ({path.name})")
+    leaks += _database_leaks()
     assert not leaks, leaks
 
 
@@ -101,7 +108,7 @@ def test_no_password_of_an_observation_source_reaches_logs_reports_the_store_or_
     """The same search for a raw sensor archive read over HTTP with a password in its URL
     (`seedfield ingest-observations`): one CSV file, one good and one bad row."""
     import pandas as pd
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
+    from prefect.settings import PREFECT_API_URL
 
     from pipeline.sample_observations import COLUMNS, write_grid_file
 
@@ -136,7 +143,5 @@ def test_no_password_of_an_observation_source_reaches_logs_reports_the_store_or_
     assert "***@127.0.0.1" in shown.stdout
     for path in sorted(p for p in store.rglob("*") if p.is_file()):
         leaks += _found(path.read_bytes(), str(path.relative_to(tmp_path)))
-    db = Path(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).split("///", 1)[1])
-    for path in db.parent.glob(db.name + "*"):
-        leaks += _found(path.read_bytes(), f"Prefect's database ({path.name})")
+    leaks += _database_leaks()
     assert not leaks, leaks
